@@ -1,0 +1,1 @@
+"""Subcommands of the ``aejets`` command line, one module each."""

@@ -1,0 +1,129 @@
+"""The coffea fileset in ``datasets.json``: loading, validation, atomic updates.
+
+A fileset maps a dataset name to ``{"files": {path: tree}, "metadata": {...}}``,
+the shape ``coffea.dataset_tools.preprocess`` takes. Relative file paths are
+relative to the folder holding the JSON file, so a repository checkout or a copied
+results folder stays valid wherever it lives; :func:`load_fileset` returns them
+absolute.
+
+Metadata keys written by ``aejets generate`` (all optional for a user's files):
+``process``, ``signal`` (true for signal processes), ``xsec_pb``, ``xsec_err_pb``,
+``n_events``, ``sum_weights``, ``shower``, ``seed``, ``generator``.
+``aejets run`` also reads ``generate``: the recipe used to make missing files,
+``{"process": ..., "events": ..., "seed": ..., "shower": ...}``.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from analysis.errors import ConfigError, OutputError
+
+__all__ = ["load_fileset", "register_dataset", "write_json_atomic"]
+
+
+def load_fileset(path, datasets=None):
+    """Read and validate a fileset; file paths come back absolute.
+
+    ``datasets`` restricts the result to those names (an unknown one is an error
+    that lists the names the fileset has).
+    """
+    path = Path(path)
+    raw = _read_json(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a fileset must be a JSON object mapping dataset names to "
+            f"{{'files': {{path: tree}}, 'metadata': {{...}}}}, not {type(raw).__name__}"
+        )
+    if datasets is not None:
+        missing = [name for name in datasets if name not in raw]
+        if missing:
+            raise ConfigError(
+                f"{path}: no dataset named {', '.join(map(repr, missing))}; "
+                f"the fileset has {', '.join(map(repr, sorted(raw))) or 'none'}"
+            )
+        raw = {name: raw[name] for name in datasets}
+    return {name: _validate_entry(path, name, entry) for name, entry in raw.items()}
+
+
+def _validate_entry(path, name, entry):
+    if not isinstance(entry, dict) or not isinstance(entry.get("files", {}), dict):
+        raise ConfigError(
+            f"{path}: dataset {name!r} must hold 'files' as an object "
+            "mapping each file path to its tree name (usually 'Delphes')"
+        )
+    files = {}
+    for file, tree in entry.get("files", {}).items():
+        if not isinstance(tree, str):
+            raise ConfigError(
+                f"{path}: dataset {name!r}, file {file!r}: the tree name must be a "
+                f"string such as 'Delphes', not {tree!r}"
+            )
+        files[_absolute(path.parent, file)] = tree
+    metadata = entry.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{path}: dataset {name!r}: 'metadata' must be an object")
+    return {"files": files, "metadata": dict(metadata)}
+
+
+def _absolute(base, file):
+    # Remote URLs (root://, https://, s3://) pass through untouched.
+    if "://" in file:
+        return file
+    return str((base / file).resolve()) if not os.path.isabs(file) else file
+
+
+def register_dataset(path, name, files, metadata):
+    """Add or replace one dataset of the fileset at ``path``, atomically.
+
+    Paths under the fileset's folder are stored relative to it. A file that is not
+    valid JSON is never overwritten: the error names it.
+    """
+    path = Path(path)
+    fileset = _read_json(path) if path.exists() else {}
+    if not isinstance(fileset, dict):
+        raise ConfigError(f"{path}: not a fileset (a JSON object); left untouched")
+    base = path.parent.resolve()
+    stored = {}
+    for file, tree in files.items():
+        file = Path(file).resolve()
+        try:
+            stored[str(file.relative_to(base))] = tree
+        except ValueError:
+            stored[str(file)] = tree
+    fileset[name] = {"files": stored, "metadata": metadata}
+    write_json_atomic(path, fileset)
+
+
+def write_json_atomic(path, payload):
+    """Write JSON under a temporary name in the same folder, then rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(handle.name, path)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {path}: {err.strerror}; choose a writable folder"
+        ) from err
+
+
+def _read_json(path):
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError as err:
+        raise ConfigError(f"fileset {path} does not exist") from err
+    except OSError as err:
+        raise ConfigError(f"cannot read fileset {path}: {err.strerror}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: "
+            f"{err.msg}); fix or remove it"
+        ) from err
