@@ -1,12 +1,101 @@
-"""`aejets generate`: not implemented yet."""
+"""`aejets generate`: Pythia 8 events through the detector simulation, as Delphes files."""
 
-from analysis.errors import AejetsError
+import logging
+from pathlib import Path
+
+from analysis.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PROCESS_NAMES = ("qcd", "top", "gluino")
+SHOWER_NAMES = ("pythia", "vincia")
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("generate", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate a sample: Pythia 8 -> CMS-like detector -> Delphes files",
+        description=(
+            "Generate PROCESS events with Pythia 8 (pp, 13 TeV), simulate a CMS-like "
+            "detector as Delphes' CMS card does, and write Delphes ROOT files "
+            "OUT/<process>[_<shower>]_s<seed>_<file>.root. Complete files are kept "
+            "on a rerun."
+        ),
+    )
+    parser.add_argument("--process", required=True, help="qcd, top or gluino")
+    parser.add_argument("--events", required=True, type=int, help="number of events")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--seed", type=int, default=1, help="sample seed (default 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--shower",
+        default="pythia",
+        help="parton shower: pythia (default) or vincia (the robustness sample)",
+    )
+    parser.add_argument(
+        "--mass",
+        type=float,
+        default=400.0,
+        help="gluino mass in GeV for --process gluino (default 400)",
+    )
+    parser.add_argument(
+        "--register",
+        type=Path,
+        metavar="DATASETS_JSON",
+        help="add or update the dataset in this fileset (e.g. datasets.json)",
+    )
+    parser.add_argument(
+        "--name",
+        help="dataset name for --register (default: process, or process_shower)",
+    )
     parser.set_defaults(func=run)
 
 
+def _check_fileset(path):
+    """Fail before generating if the fileset to update is not valid JSON."""
+    if path is None or not path.exists():
+        return
+    from analysis.fileset import load_fileset
+
+    load_fileset(path)
+
+
 def run(args):
-    raise AejetsError("'aejets generate' is not implemented yet")
+    from tqdm import tqdm
+
+    from analysis.fileset import register_dataset
+    from generation import generate_sample
+
+    if args.process not in PROCESS_NAMES:
+        raise ConfigError(
+            f"unknown process {args.process!r}; choose one of {', '.join(PROCESS_NAMES)}"
+        )
+    _check_fileset(args.register)
+    with tqdm(total=args.events, unit="events", desc=args.process) as bar:
+        result = generate_sample(
+            args.process,
+            args.events,
+            args.out,
+            seed=args.seed,
+            jobs=args.jobs,
+            shower=args.shower,
+            progress=bar.update,
+            mass=args.mass,
+        )
+    meta = result.metadata
+    print(
+        f"{meta['n_events']} {args.process} events in {len(result.files)} file(s) "
+        f"under {args.out}; cross section {meta['xsec_pb']:.4g} "
+        f"+- {meta['xsec_err_pb']:.2g} pb"
+    )
+    if args.register is not None:
+        name = args.name or (
+            args.process if args.shower == "pythia" else f"{args.process}_{args.shower}"
+        )
+        register_dataset(
+            args.register, name, {str(f): "Delphes" for f in result.files}, meta
+        )
+        print(f"registered dataset {name!r} in {args.register}")
+    return 0
