@@ -1,0 +1,230 @@
+"""Run a coffea processor over a fileset on a dask.distributed cluster.
+
+:func:`run` is shared by every processor of the project:
+
+1. client: a ``LocalCluster`` of ``workers`` single-threaded processes by default,
+   the scheduler at ``scheduler`` (an address such as ``tcp://127.0.0.1:8786``) when
+   given, or a ``distributed.Client`` passed in;
+2. ``coffea.dataset_tools.preprocess(..., save_form=False)`` splits each file into
+   chunks of ``step_size`` events; a file that cannot be opened is recorded with
+   its reason and left out;
+3. ``apply_to_fileset`` builds one task graph per file, with uproot's read-error
+   report on, so that a chunk that cannot be read is recorded and the rest goes on;
+4. all graphs are computed together; a file whose graph fails is recorded.
+
+``fail_fast=True`` turns the first failure into an :class:`InputError` instead.
+The outputs of all files of all datasets are summed with
+``coffea.processor.accumulate`` and passed through ``processor.postprocess``.
+"""
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from analysis.errors import InputError
+
+__all__ = ["RunResult", "run", "client_for"]
+
+log = logging.getLogger(__name__)
+
+# What a file that cannot be opened raises: OSError (missing, truncated, no
+# permission), ValueError (not a ROOT file) and KeyError (uproot's KeyInFileError,
+# no such tree).
+FILE_ERRORS = (OSError, ValueError, KeyError)
+
+
+@dataclass
+class RunResult:
+    """The accumulated output and every file or chunk that failed."""
+
+    output: dict
+    failures: list = field(default_factory=list)  # {dataset, file, [entries,] reason}
+    chunks: int = 0
+
+
+@contextlib.contextmanager
+def client_for(scheduler=None, workers=2, processes=True):
+    """A ``distributed.Client``: given, connected to an address, or local."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as err:
+            raise InputError(
+                f"cannot reach the dask scheduler at {scheduler!r}: {err}; start it "
+                "or leave --scheduler out for a local cluster"
+            ) from err
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def run(
+    fileset,
+    processor,
+    *,
+    scheduler=None,
+    workers=2,
+    step_size=None,
+    fail_fast=False,
+    schema=None,
+    processes=True,
+    progress=None,
+):
+    """Run ``processor`` over ``fileset``; returns a :class:`RunResult`.
+
+    ``fileset`` is as from :func:`analysis.fileset.load_fileset`. ``progress``,
+    if given, is called as ``progress(done, total)`` while files complete.
+    """
+    from coffea.nanoevents import DelphesSchema
+
+    schema = schema or DelphesSchema
+    with client_for(scheduler, workers, processes) as client:
+        available, failures = _preprocess(fileset, step_size, fail_fast)
+        graphs = _graphs(available, processor, schema, fail_fast)
+        outputs, more = _compute(client, graphs, fail_fast, progress)
+    failures += more
+    from coffea.processor import accumulate
+
+    chunks = sum(
+        len(spec.get("steps") or [])
+        for dataset in available.values()
+        for spec in dataset["files"].values()
+    )
+    output = processor.postprocess(accumulate(outputs) if outputs else {})
+    return RunResult(output=output, failures=failures, chunks=chunks)
+
+
+def _preprocess(fileset, step_size, fail_fast):
+    from coffea.dataset_tools import preprocess
+
+    available, _ = preprocess(
+        fileset,
+        step_size=step_size,
+        skip_bad_files=True,
+        file_exceptions=FILE_ERRORS,
+        save_form=False,
+        allow_empty_datasets=True,
+    )
+    failures = []
+    for name, dataset in fileset.items():
+        good = (available.get(name) or {}).get("files") or {}
+        for file, tree in dataset["files"].items():
+            if file in good and good[file].get("steps") is not None:
+                continue
+            reason = _why_unreadable(file, tree)
+            if fail_fast:
+                raise InputError(f"dataset {name!r}: cannot read {file}: {reason}")
+            log.warning("dataset %r: skipping %s: %s", name, file, reason)
+            failures.append({"dataset": name, "file": file, "reason": reason})
+    for name in list(available):
+        if not (available[name] or {}).get("files"):
+            del available[name]
+        else:
+            available[name]["metadata"] = fileset[name].get("metadata") or {}
+    return available, failures
+
+
+def _why_unreadable(file, tree):
+    import uproot
+
+    tree = tree if isinstance(tree, str) else tree.get("object_path", "Delphes")
+    try:
+        with uproot.open(file) as handle:
+            handle[tree].num_entries  # noqa: B018  (reads the tree header)
+    except Exception as err:  # the reason is what we want, whatever its type
+        return f"{type(err).__name__}: {err}"
+    return "coffea's preprocess could not read it (it opens now: retry the run)"
+
+
+def _graphs(available, processor, schema, fail_fast):
+    """[(dataset, file, (output, report))], one task graph per file."""
+    import zlib
+
+    import uproot
+    from coffea.dataset_tools import apply_to_fileset
+
+    # Chunk-level errors uproot reports instead of raising: I/O and corrupt baskets.
+    errors = (
+        OSError,
+        zlib.error,
+        uproot.exceptions.KeyInFileError,
+        uproot.DeserializationError,
+    )
+    options = {} if fail_fast else {"allow_read_errors_with_report": errors}
+    graphs = []
+    for name, dataset in available.items():
+        for file, spec in dataset["files"].items():
+            single = {name: {"files": {file: spec}, "metadata": dataset["metadata"]}}
+            result = apply_to_fileset(
+                processor, single, schemaclass=schema, uproot_options=options
+            )
+            output, report = result if options else (result, {name: None})
+            graphs.append((name, file, (output[name], report[name])))
+    return graphs
+
+
+def _compute(client, graphs, fail_fast, progress):
+    # Submit every file at once (the workers stay busy), then collect in order.
+    pending = [
+        (name, file, client.compute([o for o in graph if o is not None]))
+        for name, file, graph in graphs
+    ]
+    outputs, failures = [], []
+    for done, (name, file, futures) in enumerate(pending, start=1):
+        try:
+            output, *report = client.gather(futures)
+        except Exception as err:  # any failure of one file must not stop the others
+            reason = f"{type(err).__name__}: {err}"
+            if fail_fast:
+                client.cancel([f for *_, group in pending for f in group])
+                raise InputError(
+                    f"dataset {name!r}: processing {file} failed: {reason}"
+                ) from err
+            log.warning("dataset %r: %s failed: %s", name, file, reason)
+            failures.append({"dataset": name, "file": file, "reason": reason})
+        else:
+            outputs.append(output)
+            failures += _chunk_failures(name, file, report[0] if report else None)
+        if progress is not None:
+            progress(done, len(pending))
+    return outputs, failures
+
+
+def _chunk_failures(name, file, report):
+    """Chunks uproot could not read, from its read-error report."""
+    if report is None:
+        return []
+    failures = []
+    for row in report.to_list():
+        if not row.get("exception"):
+            continue
+        args = row.get("args") or []
+        failures.append(
+            {
+                "dataset": name,
+                "file": file,
+                "entries": _entries(args),
+                "reason": f"{row['exception']}: {row.get('message', '')}",
+            }
+        )
+    return failures
+
+
+def _entries(args):
+    numbers = [a for a in args if isinstance(a, int | str) and str(a).isdigit()]
+    return [int(n) for n in numbers[-2:]] if len(numbers) >= 2 else None
