@@ -1,0 +1,213 @@
+"""The anomaly score as a column: jet images in, reconstruction loss out.
+
+Two ``coffea.ml_tools`` wrappers with one interface, ``scorer(images) -> loss``, on
+awkward or dask-awkward images of shape (jets, 37, 37):
+
+- :class:`LocalScorer` (``tf_wrapper``) runs the Keras scorer ``MODELS/<name>/model.keras``
+  in the worker; TensorFlow takes a GPU when one is visible.
+- :class:`TritonScorer` (``triton_wrapper``) sends the images to a Triton server
+  (``aejets serve``) that serves the model under its folder name, version 1.
+
+Both follow coffea's split: ``prepare_awkward`` (awkward) -> ``numpy_call`` (numpy,
+batched so that memory stays bounded) -> ``postprocess_awkward``; the model or the
+client is created on first use in the worker and never pickled.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from coffea.ml_tools import tf_wrapper, triton_wrapper
+
+from analysis.errors import InputError, ServingError
+
+__all__ = ["LocalScorer", "TritonScorer", "make_scorers", "IMAGE_SHAPE"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SHAPE = (37, 37)
+TRITON_SCHEMES = ("triton+grpc", "triton+http")
+
+
+def _as_model_batch(images):
+    """float32 (jets, 37, 37, 1) from (jets, 37, 37) or (jets, 37, 37, 1)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[1:] not in (IMAGE_SHAPE, (*IMAGE_SHAPE, 1)):
+        raise InputError(
+            f"jet images must have shape (jets, 37, 37), got {images.shape}; "
+            "build them with processors.images (37 x 37 pixels)"
+        )
+    return images.reshape(len(images), *IMAGE_SHAPE, 1)  # (jets, 37, 37, 1)
+
+
+class LocalScorer(tf_wrapper):
+    """Loss of each jet from the Keras scorer in ``model_dir``, in this process.
+
+    ``batch_size`` jets go through the model at a time, which bounds the memory
+    TensorFlow takes (CPU or GPU) whatever the size of a partition.
+    """
+
+    def __init__(self, model_dir, batch_size=1024):
+        model_dir = Path(model_dir)
+        model_file = model_dir / "model.keras"
+        if not model_file.is_file():
+            raise InputError(
+                f"model folder {model_dir} has no model.keras; train it with "
+                "'aejets train --out DIR' and pass that DIR with --models"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        super().__init__(str(model_file.resolve()))
+        self.name = model_dir.name
+        self.batch_size = batch_size
+
+    def prepare_awkward(self, images):
+        return (images,), {}
+
+    def validate_numpy_input(self, images):
+        _as_model_batch(images)
+
+    def numpy_call(self, images):
+        images = _as_model_batch(images)  # (jets, 37, 37, 1)
+        losses = [np.zeros(0, np.float32)]
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]  # (batch, 37, 37, 1)
+            outputs = self.model.predict_on_batch(batch)
+            losses.append(np.asarray(outputs["loss"], np.float32))  # (batch,)
+        return np.concatenate(losses)  # (jets,)
+
+
+class TritonScorer(triton_wrapper):
+    """Loss of each jet from ``model`` (version ``version``) on a Triton server.
+
+    ``server_url`` is ``triton+grpc://HOST:PORT`` (or ``triton+http://``). Requests
+    carry ``batch_size`` jets; the server's dynamic batcher may merge them. An
+    unreachable server is retried ``retries`` times with growing waits (about
+    6 s in all by default), then :class:`ServingError` names the URL: no jet ever
+    gets a made-up score.
+    """
+
+    def __init__(
+        self, server_url, model, version=1, batch_size=1024, retries=5, timeout_s=120
+    ):
+        scheme, _, address = server_url.partition("://")
+        if scheme not in TRITON_SCHEMES or not address or "/" in address.rstrip("/"):
+            raise ServingError(
+                f"Triton URL {server_url!r} must look like triton+grpc://HOST:PORT "
+                "(the URL 'aejets serve' logs)"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        client_args = {"ssl": False} if scheme == "triton+grpc" else None
+        model_url = f"{scheme}://{address.rstrip('/')}/{model}/{version}"
+        super().__init__(model_url, client_args=client_args, batch_size=batch_size)
+        self.name = model
+        self.server_url = server_url
+        self.retries = retries
+        self.timeout_s = timeout_s
+
+    def _with_retries(self, what, call):
+        """``call()``, retried on connection errors; ServingError when they persist."""
+        from tritonclient.utils import InferenceServerException
+
+        wait = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except (InferenceServerException, OSError) as err:
+                status = getattr(err, "status", lambda: None)()
+                if status and "UNAVAILABLE" not in status and "DEADLINE" not in status:
+                    raise ServingError(
+                        f"Triton server {self.server_url} refused {what} of model "
+                        f"{self.model!r} version {self.version}: {err}; check that "
+                        "the server serves this model ('aejets serve --models DIR')"
+                    ) from err
+                last = err
+            if attempt < self.retries:
+                time.sleep(wait)
+                wait *= 2
+        raise ServingError(
+            f"Triton server {self.server_url} unreachable for {what} of model "
+            f"{self.model!r} after {self.retries + 1} attempts: {last}; start it with "
+            "'aejets serve --models DIR' or pass the URL it logs with --triton"
+        ) from last
+
+    def _create_model_metadata(self):
+        return self._with_retries(
+            "metadata",
+            lambda: self.client.get_model_metadata(
+                self.model, self.version, as_json=True
+            ),
+        )
+
+    def run_infer(self, inputs, outputs, attempt=0):
+        return self._with_retries(
+            "inference",
+            lambda: self.client.infer(
+                self.model,
+                model_version=self.version,
+                inputs=inputs,
+                outputs=outputs,
+                client_timeout=self.timeout_s,
+            ),
+        )
+
+    def prepare_awkward(self, images):
+        return (), {"output_list": ["loss"], "input_dict": {"images": images}}
+
+    def validate_numpy_input(self, output_list, input_dict):
+        images = _as_model_batch(input_dict["images"])  # (jets, 37, 37, 1)
+        super().validate_numpy_input(output_list, {"images": images})
+
+    def numpy_call(self, output_list, input_dict):
+        images = _as_model_batch(input_dict["images"])  # (jets, 37, 37, 1)
+        requested = [self.pmod.InferRequestedOutput("loss")]
+        losses = [np.zeros(0, np.float32)]
+        # Unlike the base class, the last batch is sent as it is, not padded: the
+        # server batches dynamically.
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]  # (batch, 37, 37, 1)
+            request = self.pmod.InferInput("images", list(batch.shape), "FP32")
+            request.set_data_from_numpy(batch)
+            result = self.run_infer([request], requested)
+            losses.append(result.as_numpy("loss").reshape(-1))  # (batch, 1) -> (batch,)
+        return {"loss": np.concatenate(losses)}  # (jets,)
+
+    def postprocess_awkward(self, return_array, images):
+        return return_array["loss"]
+
+
+def make_scorers(models_dir, names=None, triton_url=None, batch_size=1024):
+    """One scorer per model under ``models_dir`` (or per name in ``names``).
+
+    With ``triton_url`` the scorers query that server, else they run locally.
+    """
+    models_dir = Path(models_dir)
+    if names is None:
+        names = _model_names(models_dir)
+    if triton_url is not None:
+        return {
+            name: TritonScorer(triton_url, name, batch_size=batch_size)
+            for name in names
+        }
+    return {
+        name: LocalScorer(models_dir / name, batch_size=batch_size) for name in names
+    }
+
+
+def _model_names(models_dir):
+    if not models_dir.is_dir():
+        raise InputError(
+            f"models folder {models_dir} does not exist; pass the --out folder of "
+            "'aejets train' with --models"
+        )
+    names = sorted(
+        p.name for p in models_dir.iterdir() if (p / "model.keras").is_file()
+    )
+    if not names:
+        raise InputError(
+            f"models folder {models_dir} has no <name>/model.keras; pass the --out "
+            "folder of 'aejets train' with --models"
+        )
+    return names
