@@ -240,7 +240,9 @@ def _card(architecture, latent, preset, autoencoder, data, images_dir, summary):
         "n_parameters": int(autoencoder.count_params()),
         "flops_per_jet": int(forward_flops(autoencoder)),
         "loss": "mean over 37 x 37 pixels of (image - reconstruction)^2",
-        "optimizer": None if architecture == "pca" else "Adam (Keras defaults)",
+        "optimizer": None
+        if architecture == "pca"
+        else f"Adam (Keras defaults but epsilon {ADAM_EPSILON:.3g}, see training.py)",
         "training": {
             "images_dir": str(images_dir),
             "datasets": data.datasets,

@@ -187,3 +187,35 @@ def test_training_is_reproducible_with_a_seed(images_dir):
     _, first = train("dense", images_dir, "qcd", **kwargs)
     _, second = train("dense", images_dir, "qcd", **kwargs)
     assert first["history"] == second["history"]
+
+
+def test_train_command_writes_model_folder_and_card(images_dir, tmp_path):
+    from analysis.cli import main
+
+    out = tmp_path / "models"
+    argv = ["train", "--model", "pca", "--dataset", "qcd", "--images", str(images_dir)]
+    code = main([*argv, "--contamination", "top:0.05", "--out", str(out)])
+    assert code == 0
+    card = load_card(out / "pca_top0.05")
+    assert card["name"] == "pca_top0.05"
+    assert card["contamination"]["signal"] == "top"
+    assert card["contamination"]["n_signal_jets"] == round(0.05 / 0.95 * 600)
+    assert card["training"]["datasets"] == ["qcd", "top"]
+
+    assert main([*argv, "--contamination", "top", "--out", str(out)]) == 2
+    assert main([*argv, "--latent-scan", "2,x", "--out", str(out)]) == 2
+
+
+def test_latent_scan_writes_spectrum_and_losses(images_dir, tmp_path):
+    from models.latent import latent_scan
+
+    result = latent_scan(
+        images_dir, "qcd", [1, 3], ("pca", "dense"), epochs=1, out_dir=tmp_path
+    )
+    assert (tmp_path / "latent_scan_pca_dense.png").stat().st_size > 0
+    assert json.loads((tmp_path / "latent_scan_pca_dense.json").read_text()) == result
+    eigenvalues = np.array(result["pca"]["eigenvalues"])
+    assert np.all(np.diff(eigenvalues) <= 0)
+    pca_loss = result["pca"]["validation_loss"]
+    assert pca_loss[1] < pca_loss[0]  # more components, less loss
+    assert len(result["dense"]["validation_loss"]) == 2
