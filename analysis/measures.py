@@ -6,6 +6,8 @@ computed) and, where the inputs lack something, a ``"missing"`` entry saying wha
 from the same functions, so that a plot and its number never disagree.
 """
 
+import logging
+
 import numpy as np
 
 from analysis import statistics as st
@@ -20,6 +22,8 @@ __all__ = [
     "model_metrics",
     "robustness",
 ]
+
+log = logging.getLogger(__name__)
 
 _EMPTY = {name: np.nan for m in st.METRICS for name in (m, f"{m}_err")}
 
@@ -349,6 +353,14 @@ def _first(mapping, keys):
 
 
 def _normalize_scan(scan):
+    try:
+        return _normalize_scan_unchecked(scan)
+    except (TypeError, ValueError) as err:
+        log.warning("latent scan %r skipped: not a list of numbers (%s)", scan, err)
+        return None
+
+
+def _normalize_scan_unchecked(scan):
     """A latent scan in any of the accepted shapes -> {"k", "val_loss", "eigenvalues"}.
 
     Accepted: ``{"k": [...], "val_loss": [...], "eigenvalues": [...]}`` (any
@@ -373,7 +385,7 @@ def _normalize_scan(scan):
         out["val_loss"] = [float(v) if v is not None else np.nan for v in loss]
     eigen = _first(scan, _EIGEN_KEYS)
     if eigen is not None:
-        out["eigenvalues"] = [float(v) for v in eigen]
+        out["eigenvalues"] = [np.nan if v is None else float(v) for v in eigen]
     return out or None
 
 
@@ -386,34 +398,25 @@ def _is_int(text):
 
 
 def latent_scans(run_info):
-    """{model: scan} from ``run.json`` 'training': scree and validation loss vs k."""
+    """{model: scan}: scree and validation loss against k, without any signal.
+
+    Read from ``run.json`` 'training' (``{model: {"latent_scan": ...}}`` or
+    ``{"latent_scan": {model: ...}}``) and from the model cards ('latent_scan',
+    and the PCA card's 'eigenvalues').
+    """
     training = run_info.get("training") or {}
-    scans = {}
-    for name, info in training.items():
-        if isinstance(info, dict) and "latent_scan" in info:
-            scan = _normalize_scan(info["latent_scan"])
-            if scan:
-                scans[name] = scan
+    sources = [(name, info) for name, info in training.items() if name != "latent_scan"]
     top = training.get("latent_scan")
     if isinstance(top, dict):
-        for name, scan in top.items():
-            scan = _normalize_scan(scan)
-            if scan:
-                scans.setdefault(name, scan)
+        sources += [(name, {"latent_scan": scan}) for name, scan in top.items()]
+    sources += list((run_info.get("models") or {}).items())
+    scans = {}
+    for name, info in sources:
+        if not isinstance(info, dict):
+            continue
+        scan = _normalize_scan(info.get("latent_scan")) or {}
+        if "eigenvalues" in info and "eigenvalues" not in scan:
+            scan.update(_normalize_scan({"eigenvalues": info["eigenvalues"]}) or {})
+        for key, value in scan.items():
+            scans.setdefault(name, {}).setdefault(key, value)
     return scans
-
-
-def training_histories(run_info):
-    """{model: {"loss": [...], "val_loss": [...]}} per-epoch losses, where recorded."""
-    out = {}
-    for name, info in (run_info.get("training") or {}).items():
-        history = info.get("history") if isinstance(info, dict) else None
-        if isinstance(history, dict):
-            curves = {
-                key: [float(v) for v in history[key]]
-                for key in ("loss", "val_loss")
-                if isinstance(history.get(key), list)
-            }
-            if curves:
-                out[name] = curves
-    return out

@@ -252,10 +252,8 @@ def plot_robustness(study, group):
             dist = study.loss(name, model)
             if dist is None:
                 continue
-            inner = dist.values[1:-1]
-            mplhep.histplot(
-                inner / dist.total, dist.axis.edges, ax=ax, ls=line, label=name
-            )
+            inner, edges = _coarse(dist.values[1:-1], dist.axis.edges)
+            mplhep.histplot(inner / dist.total, edges, ax=ax, ls=line, label=name)
             drawn += 1
     if not drawn:
         return None
@@ -264,6 +262,14 @@ def plot_robustness(study, group):
     ax.set_ylabel("Fraction of jets")
     ax.legend(title=group.label)
     return figure
+
+
+def _coarse(values, edges, bins=100):
+    """Merge neighbouring bins for display: (n,), (n + 1,) -> about ``bins`` bins."""
+    factor = max(1, values.size // bins)
+    if values.size % factor:
+        return values, edges
+    return values.reshape(-1, factor).sum(axis=1), edges[::factor]
 
 
 @_styled

@@ -432,7 +432,9 @@ def _notes(results):
         "## Conventions",
         "",
         "- A jet is signal-like when its score lies above the cut: a high loss for the "
-        "autoencoders and a high jet mass for the mass baseline.",
+        "autoencoders and a high jet mass for the mass baseline. The baseline is a "
+        "one-sided cut, not a mass window: for a signal whose mass lies inside the "
+        "QCD bulk (tops) its E10 and E100 can be near zero.",
         "- Efficiencies come from the histograms; between bin edges eps_S is "
         "interpolated linearly in eps_B.",
         f"- Yields are divided by eval_fraction = {s['eval_fraction']:g}: only the "

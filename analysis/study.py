@@ -22,6 +22,7 @@ from analysis.statistics import Binned, binned
 __all__ = ["MASS_MODEL", "ModelGroup", "Settings", "Study"]
 
 MASS_MODEL = "mass"  # the name of the jet-mass baseline in results.json
+DEFAULT_LATENT = 6  # the study's latent dimension; other values are labelled
 HISTOGRAMS = ("loss", "mass_loss", "mass")
 _CONTAMINATED_NAME = re.compile(
     r"^(?P<arch>[a-z]+)_(?P<signal>[a-z]+)(?P<fraction>[0-9.]+)$"
@@ -65,16 +66,27 @@ class Settings:
         for key in ("window", "signals", "qcd_keep_fractions"):
             if key in merged:
                 merged[key] = tuple(merged[key])
-        if not 0 < float(merged.get("eval_fraction", 0.5)) <= 1:
-            raise ConfigError(
-                f"run.json settings.eval_fraction must lie in (0, 1], got "
-                f"{merged['eval_fraction']!r}"
-            )
+        _check_extras(merged)
         return cls(**merged)
 
     @property
     def lumi_pb(self):
         return self.lumi_fb * 1000.0
+
+
+def _check_extras(merged):
+    """The checks ``ResultSettings`` does not make; the message names the key."""
+    problems = []
+    lo, hi = merged.get("window", (0.0, 1.0))
+    if not lo < hi:
+        problems.append(f"window [{lo}, {hi}] is empty; give [low, high] in GeV")
+    if not 0 < float(merged.get("eval_fraction", 0.5)) <= 1:
+        problems.append(f"eval_fraction {merged['eval_fraction']!r} is not in (0, 1]")
+    bad = [f for f in merged.get("qcd_keep_fractions", ()) if not 0 < f < 1]
+    if bad:
+        problems.append(f"qcd_keep_fractions {bad} are not in (0, 1)")
+    if problems:
+        raise ConfigError("run.json settings: " + "; ".join(problems))
 
 
 @dataclass
@@ -93,6 +105,8 @@ class ModelGroup:
         text = {"pca": "PCA", "dense": "Dense AE", "cnn": "CNN AE"}.get(
             self.architecture, self.name
         )
+        if self.latent is not None and self.latent != DEFAULT_LATENT:
+            text += f" (k = {self.latent})"
         if self.contamination:
             signal, fraction = self.contamination
             text += f" ({fraction:.0%} {signal})"
@@ -121,15 +135,20 @@ def _describe(name, card):
     contamination = _contamination(card, name)
     if contamination is not None and contamination[1] == 0:
         contamination = None
-    return architecture, latent, contamination, card.get("seed")
+    return architecture, latent, contamination, card.get("preset"), card.get("seed")
 
 
 def group_models(model_names, cards):
-    """{group name: ModelGroup}; models equal but for the seed share a group."""
+    """{group name: ModelGroup}; models equal but for the seed share a group.
+
+    "Equal" means the same architecture, latent dimension, contamination and
+    preset (CNN width) in the model card.
+    """
     groups = {}
     for name in sorted(model_names):
-        architecture, latent, contamination, seed = _describe(name, cards.get(name, {}))
-        key = (architecture, latent, contamination)
+        card = cards.get(name) or {}
+        architecture, latent, contamination, preset, seed = _describe(name, card)
+        key = (architecture, latent, contamination, preset)
         group = groups.setdefault(
             key, ModelGroup(name, architecture, latent, contamination)
         )

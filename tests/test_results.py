@@ -9,7 +9,7 @@ import pytest
 import uproot
 
 from analysis import cli
-from analysis.errors import InputError
+from analysis.errors import ConfigError, InputError
 from analysis.results import load_results_inputs, write_results
 from processors.histograms import book
 
@@ -223,3 +223,12 @@ def test_a_folder_without_inputs_gets_an_error_naming_the_file(tmp_path):
     with pytest.raises(InputError, match="histograms.pkl does not exist"):
         load_results_inputs(tmp_path)
     assert cli.main(["report", str(tmp_path)]) == 2
+
+
+def test_invalid_settings_are_named(tmp_path):
+    histograms, run_info = synthetic_inputs(
+        datasets={"qcd": "qcd"}, models={"cnn": MODELS["cnn"]}, jets=10
+    )
+    run_info["settings"] = {"window": [450.0, 350.0], "qcd_keep_fractions": [2.0]}
+    with pytest.raises(ConfigError, match=r"window \[450.0, 350.0\] is empty"):
+        write_results(tmp_path, histograms, run_info)
