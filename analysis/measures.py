@@ -264,7 +264,23 @@ def bump_hunt(study):
         out[f"s_over_b_{when}"] = sig / bkg if bkg > 0 else np.nan
         out[f"s_over_b_{when}_err"] = _ratio_error(sig, sig_var, bkg, bkg_var)
         out[f"significance_{when}"] = sig / np.sqrt(bkg) if bkg > 0 else np.nan
+        # jets of the background that really fill the window: the statistical
+        # weight of the S/B figure
+        out[f"background_jets_{when}"] = _window_entries(
+            dists["background"][when], dists["edges"], s.window
+        )
+        if not bkg > 0:
+            out["note"] = (
+                f"no {s.background} jet lies in the window {when} the cut; S/B is "
+                "undefined: more background jets are needed"
+            )
     return out
+
+
+def _window_entries(dist, edges, window):
+    values, variances = dist
+    entries = st.effective_entries(values, variances)
+    return st.window_yield(entries, entries, edges, window)[0]
 
 
 def _ratio_error(num, num_var, den, den_var):
@@ -397,26 +413,53 @@ def _is_int(text):
     return True
 
 
+def _expand_scan(name, scan):
+    """[(model, normalized scan)] from one scan, which may cover several models.
+
+    ``models.latent.latent_scan`` writes ``{"latents": [...], "pca": {...},
+    "dense": {...}, "cnn": {...}}``: one entry per architecture.
+    """
+    if isinstance(scan, dict) and "latents" in scan:
+        parts = [
+            (a, scan[a])
+            for a in ("pca", "dense", "cnn")
+            if isinstance(scan.get(a), dict)
+        ]
+        if parts:
+            return [
+                (arch, found)
+                for arch, sub in parts
+                if (found := _normalize_scan({"k": scan["latents"], **sub}))
+            ]
+    found = _normalize_scan(scan)
+    return [(name, found)] if found else []
+
+
 def latent_scans(run_info):
     """{model: scan}: scree and validation loss against k, without any signal.
 
-    Read from ``run.json`` 'training' (``{model: {"latent_scan": ...}}`` or
-    ``{"latent_scan": {model: ...}}``) and from the model cards ('latent_scan',
-    and the PCA card's 'eigenvalues').
+    Read from ``run.json`` 'training' (``{model: {"latent_scan": ...}}``, or
+    ``{"latent_scan": ...}`` holding one scan per model or the output of
+    ``models.latent.latent_scan``) and from the model cards ('latent_scan', and
+    the PCA card's 'eigenvalues').
     """
     training = run_info.get("training") or {}
-    sources = [(name, info) for name, info in training.items() if name != "latent_scan"]
-    top = training.get("latent_scan")
-    if isinstance(top, dict):
-        sources += [(name, {"latent_scan": scan}) for name, scan in top.items()]
-    sources += list((run_info.get("models") or {}).items())
+    found = []
+    for name, info in training.items():
+        if name == "latent_scan":
+            if isinstance(info, dict) and "latents" not in info:
+                for model, scan in info.items():
+                    found += _expand_scan(model, scan)
+            else:
+                found += _expand_scan("latent_scan", info)
+        elif isinstance(info, dict) and "latent_scan" in info:
+            found += _expand_scan(name, info["latent_scan"])
+    for name, card in (run_info.get("models") or {}).items():
+        if isinstance(card, dict):
+            found += _expand_scan(name, card.get("latent_scan"))
+            found += _expand_scan(name, {"eigenvalues": card.get("eigenvalues")})
     scans = {}
-    for name, info in sources:
-        if not isinstance(info, dict):
-            continue
-        scan = _normalize_scan(info.get("latent_scan")) or {}
-        if "eigenvalues" in info and "eigenvalues" not in scan:
-            scan.update(_normalize_scan({"eigenvalues": info["eigenvalues"]}) or {})
+    for name, scan in found:
         for key, value in scan.items():
             scans.setdefault(name, {}).setdefault(key, value)
     return scans

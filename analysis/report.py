@@ -216,7 +216,8 @@ def _claim_bump(results):
             f"{_fmt(b.get('significance_before'))} -> {_fmt(b.get('significance_after'))}"
         )
     else:
-        verdict, measured = "not measured", b.get("missing", "no S/B")
+        verdict = "not measured"
+        measured = b.get("missing") or b.get("note") or "no S/B"
     return (
         "Bump hunt: a CNN loss cut raises S/B in the gluino window from about 4% to "
         "about 25%",
@@ -351,7 +352,13 @@ def _bump_section(results):
             f"{_fmt(b[f'background_{when}'])} | {_fmt(b[f's_over_b_{when}'])} ± "
             f"{_fmt(b.get(f's_over_b_{when}_err'), 2)} | {_fmt(b[f'significance_{when}'])} |"
         )
-    return lines + ["", "The study: S/B about 4% before and about 25% after.", ""]
+    lines.append("")
+    if b.get("note"):
+        lines += [f"Note: {b['note']}.", ""]
+    jets = b.get("background_jets_after")
+    if jets is not None:
+        lines += [f"Background jets in the window after the cut: {jets:.0f}.", ""]
+    return lines + ["The study: S/B about 4% before and about 25% after.", ""]
 
 
 def _contamination_section(results):

@@ -232,3 +232,23 @@ def test_invalid_settings_are_named(tmp_path):
     run_info["settings"] = {"window": [450.0, 350.0], "qcd_keep_fractions": [2.0]}
     with pytest.raises(ConfigError, match=r"window \[450.0, 350.0\] is empty"):
         write_results(tmp_path, histograms, run_info)
+
+
+def test_latent_scans_are_read_in_the_shapes_training_writes():
+    from analysis.measures import latent_scans
+
+    scan = {  # models.latent.latent_scan
+        "latents": [2, 6],
+        "pca": {"eigenvalues": [3.0, 1.0], "validation_loss": [2.0, 1.0]},
+        "cnn": {"validation_loss": [1.5, None], "train_loss": [1.4, 0.9]},
+    }
+    cards = {"pca": {"eigenvalues": [9.0]}, "dense": {"latent_scan": {"4": 0.5}}}
+    scans = latent_scans({"training": {"latent_scan": scan}, "models": cards})
+    assert scans["pca"] == {
+        "k": [2, 6],
+        "val_loss": [2.0, 1.0],
+        "eigenvalues": [3.0, 1.0],
+    }
+    assert scans["cnn"]["k"] == [2, 6] and math.isnan(scans["cnn"]["val_loss"][1])
+    assert scans["dense"] == {"k": [4], "val_loss": [0.5]}
+    assert latent_scans({"training": {"cnn": {"latent_scan": "garbage"}}}) == {}
