@@ -23,7 +23,7 @@ __all__ = [
 
 # Hard-process pT window (GeV): radiation and hadronization move fat-jet pT a few
 # percent below the parton pT, so the window sits a little above 800-900.
-PT_HAT_WINDOW = (800.0, 950.0)
+PT_HAT_WINDOW = (780.0, 880.0)
 
 # Gluino masses the SLHA writer accepts (GeV): below 100 GeV the spectrum is long
 # excluded and above 3 TeV the pair cannot be boosted into the 800-900 GeV window.

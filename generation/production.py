@@ -1,8 +1,10 @@
 """Production of a sample: Pythia -> detector simulation -> Delphes files, in jobs.
 
-A sample of N events is split into files; each file is one job with its own
-Pythia and detector seeds derived from the sample seed and the file index, so the
-same (process, events, seed, jobs, shower) always gives the same events. Files are
+A sample of N events is split into files (at least one per job, at most 20k
+events each); each file is one job with its own Pythia and detector seeds derived
+from the sample seed and the file index, so the same (process, events, seed, jobs,
+shower) always gives the same events. The split depends on ``jobs``: a rerun with
+another number of jobs makes other files. Files are
 written under a temporary name and renamed when complete; a rerun keeps complete
 files (checked by their event count) and redoes the rest.
 """
