@@ -7,11 +7,12 @@ from the same functions, so that a plot and its number never disagree.
 """
 
 import logging
+from functools import partial
 
 import numpy as np
 
 from analysis import statistics as st
-from analysis.study import MASS_MODEL
+from analysis.study import DEFAULT_LATENT, MASS_MODEL
 
 __all__ = [
     "bump_hunt",
@@ -91,7 +92,7 @@ def contamination(study, metrics):
         key = (group.architecture, group.latent, signal)
         series.setdefault(key, []).append((fraction, group.name))
     out = {}
-    for (architecture, latent, signal), points in sorted(series.items()):
+    for (architecture, latent, signal), points in sorted(series.items(), key=str):
         clean = [
             g
             for g in study.nominal_groups()
@@ -112,7 +113,10 @@ def contamination(study, metrics):
                 ]
         entry["relative_change_e10"] = _relative_change(entry["e10"])
         entry["relative_change_e100"] = _relative_change(entry["e100"])
-        out.setdefault(architecture, {})[signal] = entry
+        name = architecture
+        if latent not in (None, DEFAULT_LATENT):
+            name = f"{architecture}_k{latent}"
+        out.setdefault(name, {})[signal] = entry
     return out
 
 
@@ -178,7 +182,7 @@ def _mass_correlation_one(study, one):
             "mean_mass": mean[filled].tolist(),
             "mean_mass_err": error[filled].tolist(),
         },
-        "rise_mean_mass": _rise(mean[filled], entries[filled]),
+        "rise_mean_mass": _rise(mean[filled]),
         "after_cuts": cuts,
     }
 
@@ -188,7 +192,7 @@ def _mean(values, centres):
     return float(values @ centres / total) if total > 0 else np.nan
 
 
-def _rise(means, entries):
+def _rise(means):
     """Spearman-like rank correlation of the mean mass with the loss-bin order."""
     if means.size < 3:
         return np.nan
@@ -307,30 +311,37 @@ def robustness(study):
     if not pairs:
         out["missing"] = f"no signal dataset with the suffix {s.alt_shower_suffix!r}"
     for group in study.nominal_groups():
-        entry = {"nominal": {}, "alternative": {}, "delta_auc": {}}
-        for sig, alt in pairs:
-            nominal = group_metrics(study, group, sig)
-            alternative = group_metrics(study, group, alt, background=alt_background)
-            entry["nominal"][sig] = nominal
-            entry["alternative"][sig] = alternative
-            entry["delta_auc"][sig] = alternative["auc"] - nominal["auc"]
+        model = group.members[0]
+        entry = _compare_showers(
+            pairs,
+            partial(group_metrics, study, group),
+            partial(group_metrics, study, group, background=alt_background),
+        )
         entry["loss_shape"] = {
-            nominal: _loss_shape(study, group.members[0], nominal, alt)
+            nominal: _loss_shape(study, model, nominal, alt)
             for nominal, alt in out["datasets"].items()
         }
         entry["background_eff_at_nominal_cut"] = _eff_at_nominal_cut(
-            study, group.members[0], alt_background
+            study, model, alt_background
         )
         out["models"][group.name] = entry
-    mass = {"nominal": {}, "alternative": {}, "delta_auc": {}}
-    for sig, alt in pairs:
-        mass["nominal"][sig] = mass_metrics(study, sig)
-        mass["alternative"][sig] = mass_metrics(study, alt, background=alt_background)
-        mass["delta_auc"][sig] = (
-            mass["alternative"][sig]["auc"] - mass["nominal"][sig]["auc"]
-        )
-    out["models"][MASS_MODEL] = mass
+    out["models"][MASS_MODEL] = _compare_showers(
+        pairs,
+        partial(mass_metrics, study),
+        partial(mass_metrics, study, background=alt_background),
+    )
     return out
+
+
+def _compare_showers(pairs, nominal_metrics, alternative_metrics):
+    """Metrics per signal on each shower, and the change of the AUC."""
+    entry = {"nominal": {}, "alternative": {}, "delta_auc": {}}
+    for signal, alt in pairs:
+        nominal, alternative = nominal_metrics(signal), alternative_metrics(alt)
+        entry["nominal"][signal] = nominal
+        entry["alternative"][signal] = alternative
+        entry["delta_auc"][signal] = alternative["auc"] - nominal["auc"]
+    return entry
 
 
 def _loss_shape(study, model, nominal, alt):
