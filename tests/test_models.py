@@ -13,12 +13,13 @@ import pytest
 
 from analysis.errors import ConfigError, InputError
 from analysis.split import is_training
-from models.data import iter_images, prepare_training_data
+from models.data import images_from_table, iter_images, prepare_training_data
 from models.io import load_card, load_scorer, save_model, score_images
 from models.pca import build_pca, fit_pca
 from models.scorer import make_scorer
 from models.toy import toy_images, write_toy_parquet
 from models.training import model_name, pca_losses, train, train_and_save
+from tests.generated import session_samples
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +220,43 @@ def test_latent_scan_writes_spectrum_and_losses(images_dir, tmp_path):
     pca_loss = result["pca"]["validation_loss"]
     assert pca_loss[1] < pca_loss[0]  # more components, less loss
     assert len(result["dense"]["validation_loss"]) == 2
+
+
+@pytest.fixture(scope="module")
+def real_images_dir(tmp_path_factory):
+    """Images of the shared generated samples (200 events each), built eagerly."""
+    samples = session_samples(tmp_path_factory)
+    from coffea.nanoevents import DelphesSchema, NanoEventsFactory
+
+    from processors.image_processor import ImageProcessor
+
+    folder = tmp_path_factory.mktemp("real_images")
+    for process in ("qcd", "top"):
+        metadata = {"dataset": process, "process": process, "signal": process != "qcd"}
+        for path in samples[process].files:
+            events = NanoEventsFactory.from_root(
+                {str(path): "Delphes"},
+                schemaclass=DelphesSchema,
+                mode="eager",
+                metadata=metadata,
+            ).events()
+            ImageProcessor(out_dir=folder).process(events)
+    return folder
+
+
+def test_pca_on_real_qcd_jets_reconstructs_qcd_better_than_top(
+    real_images_dir, tmp_path
+):
+    """Generated Pythia + detector jets: held-out (odd-event) QCD against top."""
+    folder, card = train_and_save(tmp_path, "pca", real_images_dir, "qcd")
+    assert card["training"]["n_train_jets"] >= 20
+    scorer = load_scorer(folder)
+    means = {}
+    for dataset in ("qcd", "top"):
+        table = pq.read_table(real_images_dir / dataset)
+        held_out = ~is_training(table["event"].to_numpy())
+        held_out &= table["truth_pass"].to_numpy()
+        images = images_from_table(table["image"])[held_out]
+        assert len(images) >= 10, dataset
+        means[dataset] = score_images(scorer, images)[0].mean()
+    assert means["qcd"] < 0.5 * means["top"]
