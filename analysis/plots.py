@@ -48,7 +48,7 @@ def write_all(study, results, plots_dir):
         figures[f"roc_{signal}"] = plot_roc(study, signal)
     for arch, by_signal in results["contamination"].items():
         for signal, series in by_signal.items():
-            figures[f"contamination_{arch}_{signal}"] = plot_contamination(series)
+            figures[f"contamination_{arch}_{signal}"] = plot_contamination(series, arch)
     figures["mass_vs_loss"] = plot_mass_vs_loss(study, results["mass_correlation"])
     for group in study.nominal_groups():
         name = group.name
@@ -136,7 +136,7 @@ def plot_roc(study, signal):
 
 
 @_styled
-def plot_contamination(series):
+def plot_contamination(series, architecture=""):
     """E10 and E100 against the contamination ratio."""
     fractions = np.array(series["fractions"], float)
     figure, (ax,) = _figure()
@@ -144,10 +144,10 @@ def plot_contamination(series):
         values = np.array([np.nan if v is None else v for v in series[key]], float)
         errors = np.array([0 if v is None else v for v in series[f"{key}_err"]], float)
         ax.errorbar(100 * fractions, values, yerr=errors, marker=marker, label=label)
-    ax.set_xlabel(f"{series['signal']} contamination in training [%]")
+    ax.set_xlabel(f"Contamination of the training set by {series['signal']} [%]")
     ax.set_ylabel(rf"Signal efficiency $\varepsilon_S$ ({series['signal']})")
     ax.set_ylim(0, 1)
-    ax.legend()
+    ax.legend(title=architecture.upper() or None)
     return figure
 
 

@@ -116,6 +116,7 @@ def _claim_top_near_mass(results, arch):
         gap = m["auc"] - mass["auc"]
         parts.append(f"{a} AUC - mass AUC = {gap:+.3f}")
         outcomes.append(1 if abs(gap) <= NEAR_MASS_AUC else -1)
+    parts = parts or ["PCA and dense not measured"]
     measured = "; ".join(parts) + f" (mass AUC {_pm(mass, 'auc')})"
     return (
         "Top jets: PCA and dense curves approach the jet-mass curve",
@@ -200,7 +201,8 @@ def _claim_cnn_shape(results, arch):
         "10%, 1%, 0.1% of QCD",
         measured,
         _verdict(outcomes),
-        f"CNN KS distance below {KEEPS_SHAPE_KS} and below PCA's and dense's",
+        f"CNN KS distance below {KEEPS_SHAPE_KS} and below PCA's and dense's "
+        "(where measured)",
     )
 
 
@@ -309,8 +311,14 @@ def _claims_table(results):
         "| --- | --- | --- | --- |",
     ]
     for claim, measured, verdict, criterion in claims(results):
-        lines.append(f"| {claim} | {measured} | **{verdict}** | {criterion} |")
+        cells = [_cell(claim), _cell(measured), f"**{verdict}**", _cell(criterion)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _cell(text):
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _metrics_table(results):

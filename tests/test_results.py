@@ -183,7 +183,12 @@ def test_report_names_the_claims_and_verdicts(folder):
     text = (folder[0] / "REPORT.md").read_text()
     assert "Gluino jets: PCA beats the CNN" in text
     assert "| **agree** |" in text
-    assert "higher jet mass" in text.lower() or "high jet mass" in text
+    assert "high jet mass" in text
+    claims = text.split("## The study's claims")[1].split("##")[0]
+    rows = [line for line in claims.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + 9  # header, rule and one row per claim
+    for row in rows:  # four cells: every other pipe is escaped
+        assert row.replace("\\|", "").count("|") == 5, row
 
 
 def test_report_command_rebuilds_outputs_from_the_saved_inputs(folder, tmp_path):
