@@ -34,6 +34,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "pdf")
+OWN_PREFIXES = (
+    "roc_",
+    "contamination_",
+    "mass_vs_loss",
+    "mass_after_cuts_",
+    "robustness_",
+    "bump_hunt",
+    "latent_scan",
+)
 # Not a CMS result: the style is CMS-like, the label names the simulation used.
 EXPERIMENT = "aejets"
 LABEL = "Simulation"
@@ -64,7 +73,18 @@ def write_all(study, results, plots_dir):
         for fmt in FORMATS:
             _save(figure, plots_dir / f"{name}.{fmt}", fmt)
             written.append(f"plots/{name}.{fmt}")
+    _remove_stale(plots_dir, written)
     return written
+
+
+def _remove_stale(plots_dir, written):
+    """Drop figures of an earlier report that these inputs no longer make."""
+    keep = {Path(p).name for p in written}
+    for fmt in FORMATS:
+        for path in plots_dir.glob(f"*.{fmt}"):
+            if path.name not in keep and path.name.startswith(OWN_PREFIXES):
+                log.info("removing %s: its inputs are gone", path)
+                path.unlink()
 
 
 def _save(figure, path, fmt):

@@ -183,7 +183,10 @@ def _root_objects(histograms):
 
 
 def load_results_inputs(results_dir):
-    """(histograms, run_info) saved in a results folder by :func:`write_results`."""
+    """(histograms, run_info) saved in a results folder by :func:`write_results`.
+
+    ``histograms.pkl`` is a pickle: open only results folders you trust.
+    """
     import json
 
     results_dir = Path(results_dir)

@@ -195,7 +195,12 @@ def test_report_command_rebuilds_outputs_from_the_saved_inputs(folder, tmp_path)
     path, _, _ = folder
     for name in ("histograms.pkl", "run.json"):
         (tmp_path / name).write_bytes((path / name).read_bytes())
+    (tmp_path / "plots").mkdir()
+    stale, own = tmp_path / "plots" / "roc_axion.png", tmp_path / "plots" / "mine.png"
+    stale.write_bytes(b"old")
+    own.write_bytes(b"user")
     assert cli.main(["report", str(tmp_path)]) == 0
+    assert not stale.exists() and own.exists()
     rebuilt = json.loads((tmp_path / "results.json").read_text())
     assert rebuilt == json.loads((path / "results.json").read_text())
     assert (tmp_path / "REPORT.md").read_text() == (path / "REPORT.md").read_text()
