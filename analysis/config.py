@@ -51,6 +51,16 @@ class Contamination(_Strict):
         return self
 
 
+class LatentScan(_Strict):
+    """Validation loss against latent dimension, on background only."""
+
+    latents: list[int] = Field(default_factory=lambda: [1, 2, 4, 6, 8, 12, 16, 32])
+    architectures: list[Literal["pca", "dense", "cnn"]] = Field(
+        default_factory=lambda: ["pca"]
+    )
+    epochs: int = Field(5, ge=1)
+
+
 class ImageSettings(_Strict):
     pt_range: tuple[float, float] = (800.0, 900.0)
     eta_max: float = Field(1.0, gt=0)
@@ -77,6 +87,7 @@ class RunConfig(_Strict):
     train_dataset: str = "qcd"
     models: list[ModelSpec]
     contamination: Contamination | None = None
+    latent_scan: LatentScan | None = None
     images: ImageSettings = Field(default_factory=ImageSettings)
     results: ResultSettings = Field(default_factory=ResultSettings)
 
