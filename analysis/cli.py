@@ -9,6 +9,7 @@ Pythia, dask) are imported inside ``func`` so that ``--help`` stays fast.
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from analysis import __version__
@@ -49,6 +50,12 @@ def build_parser():
 
 
 def configure_logging(verbose=False):
+    # Set before TensorFlow and distributed are imported (here and in the dask
+    # workers, which inherit the environment): their start-up chatter would bury
+    # the progress bars.
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
