@@ -31,14 +31,18 @@ _CONTAMINATED_NAME = re.compile(
 
 @dataclass(frozen=True)
 class Settings:
-    """Result settings: the validated ``ResultSettings`` plus report-only extras."""
+    """Result settings: the validated ``ResultSettings`` plus report-only extras.
 
-    lumi_fb: float = 100.0
-    window: tuple = (300.0, 500.0)
-    bump_model: str = "cnn"
-    bump_cut_qcd_eff: float = 0.01
-    background: str = "qcd"
-    signals: tuple = ("top", "gluino")
+    The first six come from ``analysis.config.ResultSettings`` (defaults there);
+    build with :meth:`from_run`.
+    """
+
+    lumi_fb: float
+    window: tuple
+    bump_model: str
+    bump_cut_qcd_eff: float
+    background: str
+    signals: tuple
     bump_signal: str = "gluino"
     alt_shower_suffix: str = "_vincia"
     # The score processor fills only the evaluation half of the events (odd
@@ -62,7 +66,8 @@ class Settings:
             for k in cls.__dataclass_fields__
             if k in settings and k not in base
         }
-        merged = {**base, **extras}
+        fields = cls.__dataclass_fields__
+        merged = {k: v for k, v in {**base, **extras}.items() if k in fields}
         for key in ("window", "signals", "qcd_keep_fractions"):
             if key in merged:
                 merged[key] = tuple(merged[key])
