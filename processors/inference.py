@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from coffea.ml_tools import tf_wrapper, triton_wrapper
+from coffea.ml_tools.helper import nonserializable_attribute
 
 from analysis.errors import InputError, ServingError
 
@@ -59,8 +60,23 @@ class LocalScorer(tf_wrapper):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         super().__init__(str(model_file.resolve()))
+        # "predict" joins "model" among the attributes made on first use, not pickled.
+        nonserializable_attribute.__init__(self, ["model", "predict"])
         self.name = model_dir.name
         self.batch_size = batch_size
+
+    def _create_predict(self):
+        """The loss of one batch, traced once for any batch size."""
+        import tensorflow as tf
+
+        model = self.model
+        spec = tf.TensorSpec((None, *IMAGE_SHAPE, 1), tf.float32)
+
+        @tf.function(input_signature=[spec])
+        def predict(images):  # (batch, 37, 37, 1) -> (batch,)
+            return model(images, training=False)["loss"]
+
+        return predict
 
     def prepare_awkward(self, images):
         return (images,), {}
@@ -73,8 +89,7 @@ class LocalScorer(tf_wrapper):
         losses = [np.zeros(0, np.float32)]
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size]  # (batch, 37, 37, 1)
-            outputs = self.model.predict_on_batch(batch)
-            losses.append(np.asarray(outputs["loss"], np.float32))  # (batch,)
+            losses.append(self.predict(batch).numpy())  # (batch,)
         return np.concatenate(losses)  # (jets,)
 
 

@@ -1,12 +1,157 @@
-"""`aejets score`: not implemented yet."""
+"""`aejets score`: the anomaly score of every selected jet, as Parquet and histograms."""
 
-from analysis.errors import AejetsError
+import logging
+import pickle
+from pathlib import Path
+
+from analysis.errors import ConfigError, OutputError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("score", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "score",
+        help="score every selected jet with the trained models (locally or on Triton)",
+        description=(
+            "Cluster and select the fat jets of each DATASET like 'aejets images', "
+            "compute the reconstruction loss of every model under MODELS as a column "
+            "(in the dask workers, or on the Triton server given with --triton), and "
+            "write OUT/<dataset>/part-*.parquet (one row per jet: the jet fields of "
+            "'aejets images' without the image, score_<model> per model and "
+            "'training'), OUT/histograms.pkl (filled with evaluation jets only, "
+            "weighted xsec/sum of weights) and OUT/report.json."
+        ),
+    )
+    parser.add_argument("--fileset", required=True, type=Path, help="datasets.json")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        action="append",
+        help="dataset name in the fileset (repeat for several)",
+    )
+    parser.add_argument(
+        "--models", required=True, type=Path, help="folder of trained models"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="model_names",
+        help="score with this model only (repeat; default: every model in --models)",
+    )
+    parser.add_argument(
+        "--triton",
+        metavar="URL",
+        help="Triton server serving the models by name, version 1, as "
+        "triton+grpc://HOST:PORT (the URL 'aejets serve' logs)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--max-events", type=int, help="first N events of each dataset only"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1024,
+        help="jets per model call or request (default 1024)",
+    )
+    parser.add_argument(
+        "--unit-weight",
+        action="store_true",
+        help="fill histograms with weight 1 instead of xsec_pb/sum_weights",
+    )
+    _add_jet_options(parser)
+    parser.add_argument(
+        "--step-size", type=int, default=5000, help="events per chunk (default 5000)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="local dask workers (default 2)"
+    )
+    parser.add_argument(
+        "--scheduler", help="address of a running dask scheduler (default: local)"
+    )
     parser.set_defaults(func=run)
 
 
+def _add_jet_options(parser):
+    """The jet selection options of 'aejets images' (same names and defaults)."""
+    parser.add_argument(
+        "--pt-range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        default=(800.0, 900.0),
+        help="jet pT window in GeV (default 800 900)",
+    )
+    parser.add_argument("--eta-max", type=float, default=1.0, help="default 1")
+    parser.add_argument("--radius", type=float, default=1.5, help="default 1.5")
+    parser.add_argument(
+        "--max-jets", type=int, default=1, help="leading jets per event (0: all)"
+    )
+    parser.add_argument("--constituents", choices=("eflow", "towers"), default="eflow")
+
+
 def run(args):
-    raise AejetsError("'aejets score' is not implemented yet")
+    from tqdm import tqdm
+
+    from analysis.commands.images import jet_config
+    from analysis.fileset import load_fileset, write_json_atomic
+    from processors.image_processor import clear_parts
+    from processors.score_processor import score_fileset
+
+    if args.step_size < 1 or args.workers < 1 or args.batch_size < 1:
+        raise ConfigError("--step-size, --workers and --batch-size must be at least 1")
+    if args.max_events is not None and args.max_events < 1:
+        raise ConfigError(f"--max-events must be at least 1, got {args.max_events}")
+    config = jet_config(args)
+    fileset = load_fileset(args.fileset, args.dataset)
+    for dataset in fileset:
+        clear_parts(args.out / dataset)
+
+    with tqdm(desc="score", unit="file") as bar:
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        histograms, report = score_fileset(
+            fileset,
+            args.models,
+            triton_url=args.triton,
+            names=args.model_names,
+            jet_config=config,
+            unit_weight=args.unit_weight,
+            out_dir=args.out,
+            batch_size=args.batch_size,
+            max_events=args.max_events,
+            step_size=args.step_size,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=progress,
+        )
+    _write_histograms(args.out / "histograms.pkl", histograms)
+    write_json_atomic(args.out / "report.json", report)
+    for dataset, counts in sorted(report["jets"].items()):
+        log.info(
+            "%s: %d jets scored, %d evaluation jets in the histograms",
+            dataset,
+            counts["selected"],
+            counts["evaluation"],
+        )
+    for failure in report["failures"]:
+        log.warning("failed: %s: %s", failure["file"], failure["reason"])
+    log.info("wrote %s", args.out)
+    return 0
+
+
+def _write_histograms(path, histograms):
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as out:
+            pickle.dump(histograms, out)
+        partial.replace(path)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {path}: {err.strerror or err}; choose a writable --out"
+        ) from err

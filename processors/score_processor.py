@@ -1,0 +1,284 @@
+"""Scores as columns of the selected jets, and the histograms every result is made from.
+
+:class:`ScoreProcessor` runs, for each dataset of a fileset (``process``):
+
+1. jets and images: :func:`processors.image_processor.jets_and_images`;
+2. scores: one column per model, ``scorer(images) -> loss`` with the scorers of
+   :mod:`processors.inference` (local TensorFlow or a Triton server);
+3. weights: ``Event.Weight * xsec_pb / sum_weights`` from the fileset metadata (pb
+   per jet), or 1 with ``unit_weight``;
+4. evaluation jets: those of odd event numbers (:func:`analysis.split.is_training`
+   false), the only ones that fill histograms;
+5. histograms (:func:`processors.histograms.book`): ``loss`` and ``mass_loss`` per
+   model, ``mass`` once;
+6. with ``out_dir``: every selected jet as Parquet, ``OUT/<dataset>/part-*.parquet``,
+   with the jet fields of the image output, ``score_<model>`` and ``training``.
+
+:func:`score_fileset` runs it over a fileset and returns computed histograms.
+"""
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from analysis.errors import ConfigError, OutputError, ServingError
+from analysis.split import is_training
+from processors.histograms import book
+from processors.image_processor import jets_and_images
+from processors.jets import JetConfig
+
+__all__ = [
+    "ScoreProcessor",
+    "dataset_weight",
+    "limit_events",
+    "score_fileset",
+]
+
+log = logging.getLogger(__name__)
+
+
+def dataset_weight(metadata, unit_weight=False):
+    """Cross section over sum of weights (pb per unit Event.Weight) of a dataset."""
+    if unit_weight:
+        return 1.0
+    dataset = metadata.get("dataset", "?")
+    missing = [k for k in ("xsec_pb", "sum_weights") if metadata.get(k) is None]
+    if missing:
+        raise ConfigError(
+            f"dataset {dataset!r} has no {' or '.join(missing)} in its fileset "
+            "metadata; generate it with 'aejets generate', add the keys, or score "
+            "with --unit-weight"
+        )
+    if not metadata["sum_weights"] > 0:
+        raise ConfigError(
+            f"dataset {dataset!r}: sum_weights is {metadata['sum_weights']}, it must "
+            "be positive; fix the fileset metadata or score with --unit-weight"
+        )
+    return float(metadata["xsec_pb"]) / float(metadata["sum_weights"])
+
+
+def _is_dask(array):
+    return type(array).__module__.startswith("dask_awkward")
+
+
+def _training(event):
+    """Boolean column: the jet's event is in the training pool."""
+    if ak.backend(event) == "typetracer":
+        ak.typetracer.touch_data(event)
+        return ak.Array(ak.Array(np.zeros(0, bool)).layout.to_typetracer(True))
+    return ak.Array(is_training(ak.to_numpy(event)))
+
+
+class ScoreProcessor(processor.ProcessorABC):
+    """Score columns and histograms of one dataset per ``process`` call.
+
+    ``scorers``: {model name: scorer} (:func:`processors.inference.make_scorers`).
+    Output of :meth:`process`: ``{"histograms": {name: hist.dask.Hist}, "jets":
+    {dataset: {"selected": n, "evaluation": n}}}`` plus ``"written"`` with
+    ``out_dir``.
+    """
+
+    def __init__(self, scorers, jet_config=None, unit_weight=False, out_dir=None):
+        if not scorers:
+            raise ConfigError("no model to score with; pass at least one model")
+        self.scorers = dict(scorers)
+        self.jet_config = jet_config or JetConfig()
+        self.unit_weight = unit_weight
+        self.out_dir = None if out_dir is None else Path(out_dir)
+
+    def process(self, events):
+        import dask_awkward as dak
+
+        metadata = events.metadata
+        dataset = metadata["dataset"]
+        process = metadata.get("process") if metadata.get("signal") else None
+        scale = dataset_weight(metadata, self.unit_weight)
+
+        result = jets_and_images(events, self.jet_config, process)
+        jets, images = result.jets, result.images  # (jets,), (jets, 37, 37)
+        lib = dak if _is_dask(jets) else ak
+        scores = {name: scorer(images) for name, scorer in self.scorers.items()}
+        if lib is dak:
+            training = dak.map_partitions(_training, jets.event, label="is-training")
+        else:
+            training = _training(jets.event)
+
+        evaluation = ~training
+        weight = jets.weight[evaluation] * scale  # (evaluation jets,)
+        mass = jets.mass[evaluation]
+        histograms = book(lazy=lib is dak)
+        histograms["mass"].fill(dataset=dataset, mass=mass, weight=weight)
+        for name, loss in scores.items():
+            loss = loss[evaluation]
+            histograms["loss"].fill(
+                dataset=dataset, model=name, loss=loss, weight=weight
+            )
+            histograms["mass_loss"].fill(
+                dataset=dataset, model=name, mass=mass, loss=loss, weight=weight
+            )
+
+        counts = {
+            "selected": lib.num(jets.pt, axis=0),
+            "evaluation": lib.num(mass, axis=0),
+        }
+        if self.out_dir is not None:
+            counts["written"] = self._write(jets, scores, training, dataset, events)
+        return {"histograms": histograms, "jets": {dataset: counts}}
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+    def _write(self, jets, scores, training, dataset, events):
+        import dask_awkward as dak
+
+        columns = dict(zip(jets.fields, ak.unzip(jets), strict=True))
+        columns.update({f"score_{name}": loss for name, loss in scores.items()})
+        columns["training"] = training
+        # One graph per input file, each numbering its chunks from 0: the tag, a
+        # hash of the input, keeps the names of different files apart.
+        tag = hashlib.sha1(str(getattr(events, "name", "")).encode()).hexdigest()[:10]
+        writer = _PartitionWriter(self.out_dir / dataset, dataset, tag)
+        if not _is_dask(jets):
+            table = ak.zip(columns, depth_limit=1)
+            return int(writer(table, 0)[0])
+
+        from dask.blockwise import BlockIndex
+
+        table = dak.zip(columns, depth_limit=1)
+        written = dak.map_partitions(
+            writer,
+            table,
+            BlockIndex((table.npartitions,)),
+            label="write-scores",
+            meta=ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(True)),
+        )
+        return dak.sum(written)
+
+
+class _PartitionWriter:
+    """Write one partition's jets as ``part-<tag>-<chunk>.parquet``, atomically."""
+
+    def __init__(self, folder, dataset, tag):
+        self.folder, self.dataset, self.tag = Path(folder), dataset, tag
+
+    def __call__(self, table, chunk):
+        if ak.backend(table) == "typetracer":
+            ak.typetracer.touch_data(table)
+            return ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(True))
+        if len(table):
+            table = ak.with_field(table, [self.dataset] * len(table), "dataset")
+            chunk = chunk[0] if isinstance(chunk, tuple) else chunk  # BlockIndex: (i,)
+            name = f"part-{self.tag}-{int(chunk):05d}.parquet"
+            self._write(table, self.folder / name)
+        return ak.Array(np.array([len(table)], dtype=np.int64))
+
+    def _write(self, table, target):
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(
+                dir=self.folder, prefix=f".{target.name}.", suffix=".tmp"
+            )
+            os.close(handle)
+            ak.to_parquet(table, partial)
+            os.replace(partial, target)
+        except OSError as err:
+            raise OutputError(
+                f"cannot write {target}: {err.strerror or err}; choose a writable --out"
+            ) from err
+
+
+def limit_events(fileset, max_events, step_size=None):
+    """The fileset restricted to its first ``max_events`` events per dataset.
+
+    Each file gets explicit ``steps`` (with its ``uuid``, so that coffea's
+    preprocess keeps them) of at most ``step_size`` events.
+    """
+    import uproot
+
+    limited = {}
+    for name, dataset in fileset.items():
+        remaining = max_events
+        files = {}
+        for path, tree in dataset["files"].items():
+            if remaining <= 0:
+                break
+            tree_name = tree if isinstance(tree, str) else tree["object_path"]
+            with uproot.open(path) as handle:
+                uuid = str(handle.file.uuid)
+                entries = min(handle[tree_name].num_entries, remaining)
+            size = step_size or entries or 1
+            steps = [[s, min(s + size, entries)] for s in range(0, entries, size)]
+            files[path] = {
+                "object_path": tree_name,
+                "steps": steps or [[0, 0]],
+                "uuid": uuid,
+            }
+            remaining -= entries
+        limited[name] = {**dataset, "files": files}
+    return limited
+
+
+def score_fileset(
+    fileset,
+    models_dir,
+    *,
+    triton_url=None,
+    names=None,
+    jet_config=None,
+    unit_weight=False,
+    out_dir=None,
+    batch_size=1024,
+    max_events=None,
+    step_size=None,
+    scheduler=None,
+    workers=2,
+    processes=True,
+    progress=None,
+):
+    """Score every selected jet of ``fileset`` with the models under ``models_dir``.
+
+    ``triton_url`` (``triton+grpc://HOST:PORT``) sends the images to that server,
+    else the models run in the dask workers. Returns ``(histograms, report)``:
+    ``{name: hist.Hist}`` as :func:`processors.histograms.book` defines them, and
+    ``{"jets": {dataset: counts}, "failures": [...], "chunks": n}``. A Triton server
+    that fails is an error (:class:`ServingError`), never a partial result.
+    """
+    from processors import runner
+    from processors.inference import make_scorers
+
+    for name, dataset in fileset.items():  # refuse bad metadata before any work
+        dataset_weight({**dataset.get("metadata", {}), "dataset": name}, unit_weight)
+    scorers = make_scorers(models_dir, names, triton_url, batch_size)
+    score = ScoreProcessor(scorers, jet_config, unit_weight, out_dir)
+    if max_events is not None:
+        fileset = limit_events(fileset, max_events, step_size)
+    result = runner.run(
+        fileset,
+        score,
+        scheduler=scheduler,
+        workers=workers,
+        step_size=step_size,
+        processes=processes,
+        progress=progress,
+    )
+    for failure in result.failures:
+        if failure["reason"].startswith("ServingError"):
+            message = failure["reason"].removeprefix("ServingError: ")
+            raise ServingError(f"dataset {failure['dataset']!r}: {message}")
+    output = result.output or {}
+    histograms = output.get("histograms") or book(lazy=False)
+    report = {
+        "jets": {
+            dataset: {name: int(n) for name, n in counts.items()}
+            for dataset, counts in output.get("jets", {}).items()
+        },
+        "failures": result.failures,
+        "chunks": result.chunks,
+    }
+    return histograms, report
