@@ -19,6 +19,7 @@ The outputs of all files of all datasets are summed with
 
 import contextlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 from analysis.errors import InputError
@@ -112,14 +113,18 @@ def run(
 def _preprocess(fileset, step_size, fail_fast):
     from coffea.dataset_tools import preprocess
 
-    available, _ = preprocess(
-        fileset,
-        step_size=step_size,
-        skip_bad_files=True,
-        file_exceptions=FILE_ERRORS,
-        save_form=False,
-        allow_empty_datasets=True,
-    )
+    with warnings.catch_warnings():
+        # Dict filesets are deprecated in favour of coffea's DataGroupSpec but
+        # still supported; the project's fileset is a plain dict.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        available, _ = preprocess(
+            fileset,
+            step_size=step_size,
+            skip_bad_files=True,
+            file_exceptions=FILE_ERRORS,
+            save_form=False,
+            allow_empty_datasets=True,
+        )
     failures = []
     for name, dataset in fileset.items():
         good = (available.get(name) or {}).get("files") or {}
@@ -180,8 +185,19 @@ def _graphs(available, processor, schema, fail_fast):
 
 def _compute(client, graphs, fail_fast, progress):
     # Submit every file at once (the workers stay busy), then collect in order.
+    import dask
+
+    # Optimized together, so that the output and uproot's read report share one
+    # read of each chunk; then submitted as they are.
     pending = [
-        (name, file, client.compute([o for o in graph if o is not None]))
+        (
+            name,
+            file,
+            client.compute(
+                list(dask.optimize(*[o for o in graph if o is not None])),
+                optimize_graph=False,
+            ),
+        )
         for name, file, graph in graphs
     ]
     outputs, failures = [], []
