@@ -12,7 +12,9 @@ Parquet row group at a time (a :class:`Chunk`), shuffled through a bounded buffe
 Contamination (the unsupervised mode) mixes signal jets into the training data so
 that they make ``fraction`` of it; the signal jets are drawn with the seed among the
 training-pool jets of the signal dataset that pass its truth requirement
-(``truth_pass``), and their event numbers go into the model card.
+(``truth_pass``), and their event numbers go into the model card. Being
+training-pool (even) events, they can never reach the evaluation histograms, which
+take odd events only.
 """
 
 import hashlib
