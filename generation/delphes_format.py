@@ -138,7 +138,9 @@ _TOBJECT_BITS = 0x03000000
 
 
 def event_record(info, first_number, cross_section):
-    """The ``Event`` collection of a batch: (events, 1) records."""
+    """The ``Event`` collection of a batch: one object per event."""
+    from generation.detector.simulation import FlatCollection
+
     n = len(info["weight"])
     xsec, xsec_err = cross_section
     fields = {
@@ -159,26 +161,25 @@ def event_record(info, first_number, cross_section):
         "PDF1": info["pdf1"],
         "PDF2": info["pdf2"],
     }
-    return ak.unflatten(ak.zip(fields), 1)
+    return FlatCollection(np.ones(n, np.int64), fields)
 
 
 def _branch(name, collection):
-    """(events, objects) records with Delphes leaf names and types."""
-    types = COLLECTIONS[name]
-    counts = ak.num(collection)
-    flat = ak.flatten(collection)
-    n = len(flat)
+    """(events, objects) records with Delphes leaf names and types.
+
+    ``collection`` is a :class:`generation.detector.simulation.FlatCollection`;
+    fields of the layout it lacks are written as zeros.
+    """
+    n = int(np.sum(collection.counts))
     leaves = {
         f"{name}.fUniqueID": np.zeros(n, U4),
         f"{name}.fBits": np.full(n, _TOBJECT_BITS, U4),
     }
-    for field, dtype in types.items():
-        if field in flat.fields:
-            values = ak.to_numpy(ak.fill_none(flat[field], 0)).astype(dtype)
-        else:
-            values = np.zeros(n, dtype)
+    for field, dtype in COLLECTIONS[name].items():
+        values = collection.fields.get(field)
+        values = np.zeros(n, dtype) if values is None else values.astype(dtype)
         leaves[f"{name}.{field}"] = values
-    return ak.unflatten(ak.zip(leaves), counts)
+    return ak.unflatten(ak.zip(leaves), collection.counts)
 
 
 class DelphesWriter:
@@ -187,7 +188,7 @@ class DelphesWriter:
     def __init__(self, path, compression=None):
         import uproot
 
-        self._file = uproot.recreate(path, compression=compression or uproot.ZLIB(1))
+        self._file = uproot.recreate(path, compression=compression or uproot.LZ4(1))
         self._tree = None
 
     def write(self, collections):

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHOWER = "pythia"
 MAX_EVENTS_PER_FILE = 20_000
-BATCH_SIZE = 100
+BATCH_SIZE = 200
 # Pythia accepts seeds 1 ... 900 000 000.
 _PYTHIA_SEED_MAX = 900_000_000
 

@@ -108,8 +108,11 @@ class Generator:
 
     def next_batch(self, n_events):
         """Generate ``n_events`` events and return their :class:`ParticleBatch`."""
-        events = self._pythia.nextBatch(n_events)
-        return self._to_batch(events)
+        return self.to_batch(self.raw_batch(n_events))
+
+    def raw_batch(self, n_events):
+        """Pythia's own awkward record of ``n_events`` events (``nextBatch``)."""
+        return self._pythia.nextBatch(n_events)
 
     def _charges(self, pid):
         unique = np.unique(pid)
@@ -120,7 +123,8 @@ class Generator:
         table = np.array([self._charge_cache[int(i)] for i in unique])
         return table[np.searchsorted(unique, pid)]
 
-    def _to_batch(self, events):
+    def to_batch(self, events):
+        """Flat particle columns of a ``raw_batch``."""
         prt = events.prt[:, 1:]  # drop the "system" entry 0
         counts = ak.to_numpy(ak.num(prt))
         offsets = np.concatenate([[0], np.cumsum(counts)])

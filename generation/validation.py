@@ -71,9 +71,9 @@ def fat_jets(files, radius=1.5, pt_min=200.0):
     mass, sorted by pT."""
     import fastjet
 
-    from generation.detector.jets import _quiet_fastjet
+    from generation.detector.jets import quiet_fastjet
 
-    _quiet_fastjet()
+    quiet_fastjet()
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
     jets = fastjet.ClusterSequence(eflow_vectors(files), definition).inclusive_jets(
         min_pt=pt_min

@@ -1,8 +1,8 @@
 """Anti-kT jets with fastjet over a whole batch of events at once.
 
-The input is a jagged set of constituents (one list per event); fastjet clusters
-every event in one call and returns the jets and, per jet, the indices of its
-constituents, from which the jet properties Delphes writes are summed.
+fastjet clusters every event of the batch in one call and returns, per jet, the
+indices of its constituents; the jet properties Delphes writes are then summed
+over the flat constituent arrays with ``np.add.reduceat``, one segment per jet.
 """
 
 import os
@@ -13,11 +13,10 @@ import numpy as np
 
 __all__ = ["cluster"]
 
-
 _BANNER_SHOWN = False
 
 
-def _quiet_fastjet():
+def quiet_fastjet():
     """Import fastjet and spend its one-time C++ banner on /dev/null.
 
     The banner goes straight to file descriptor 1 on the first clustering, so it is
@@ -42,75 +41,86 @@ def _quiet_fastjet():
     return fastjet
 
 
-def cluster(constituents, radius, pt_min):
-    """Cluster ``constituents`` (events, objects) with anti-kT.
+def cluster(inputs, counts, radius, pt_min):
+    """Cluster the constituents of every event with anti-kT.
 
-    ``constituents`` is an awkward record array with fields px, py, pz, E, and
-    optionally charge, eem, ehad (used for the jet composition). Returns an awkward
-    record array (events, jets) with the Delphes jet fields, sorted by pT.
+    ``inputs``: flat arrays px, py, pz, E (and optionally charge, eem, ehad for the
+    jet composition) of all constituents, grouped by event with ``counts``
+    (events,). Returns (jet counts (events,), {Delphes jet field: (jets,)}) with
+    the jets of each event sorted by decreasing pT.
     """
-    fastjet = _quiet_fastjet()
+    fastjet = quiet_fastjet()
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
-    momenta = ak.zip(
-        {name: constituents[name] for name in ("px", "py", "pz", "E")},
-        with_name="Momentum4D",
+    momenta = ak.unflatten(
+        ak.zip({name: inputs[name] for name in ("px", "py", "pz", "E")}), counts
     )
     sequence = fastjet.ClusterSequence(momenta, definition)
     jets = sequence.inclusive_jets(min_pt=pt_min)  # (events, jets)
     index = sequence.constituent_index(min_pt=pt_min)  # (events, jets, members)
 
-    # Constituents of every jet: (events, jets, members)
-    per_event = ak.num(index, axis=2)
-    flat_index = ak.flatten(index, axis=2)
-    members = ak.unflatten(constituents[flat_index], ak.flatten(per_event), axis=1)
+    jet_counts = ak.to_numpy(ak.num(jets))  # (events,)
+    jet_event = np.repeat(np.arange(len(counts)), jet_counts)  # (jets,)
+    members = ak.to_numpy(ak.flatten(ak.num(index, axis=2)))  # (jets,)
+    # Flat constituent positions in ``inputs``: local index + event offset.
+    event_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    local = ak.to_numpy(ak.flatten(index, axis=None)).astype(np.int64)
+    position = local + np.repeat(event_start[jet_event], members)  # (members,)
+
+    jet_p = [ak.to_numpy(ak.flatten(jets[name])) for name in ("px", "py", "pz", "E")]
     with np.errstate(divide="ignore", invalid="ignore"):
-        record = _jet_fields(jets, members)
-    order = ak.argsort(record["PT"], axis=1, ascending=False)
-    return record[order]
+        fields = _jet_fields(jet_p, inputs, position, members)
+    order = np.lexsort((-fields["PT"], jet_event))
+    return jet_counts, {name: values[order] for name, values in fields.items()}
 
 
-def _kinematics(px, py, pz, e):
+def kinematics(px, py, pz, e):
+    """(pt, eta, phi, mass) of four-vectors."""
     pt = np.hypot(px, py)
-    p = np.sqrt(pt**2 + pz**2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, pz / pt, np.sign(pz) * 1e10))
+        eta = np.where(pt > 0, np.arcsinh(pz / pt), np.sign(pz) * 999.9)
     phi = np.arctan2(py, px)
-    mass = np.sqrt(np.maximum(e**2 - p**2, 0.0))
+    mass = np.sqrt(np.maximum(e**2 - pt**2 - pz**2, 0.0))
     return pt, eta, phi, mass
 
 
-def _jet_fields(jets, members):
-    pt, eta, phi, mass = _kinematics(jets.px, jets.py, jets.pz, jets.E)
-    c_pt, c_eta, c_phi, _ = _kinematics(members.px, members.py, members.pz, members.E)
-    d_eta = c_eta - eta
-    d_phi = (c_phi - phi + np.pi) % (2 * np.pi) - np.pi
-    d_r2 = d_eta**2 + d_phi**2
-    sum_pt = ak.sum(c_pt, axis=2)
-    sum_pt2 = ak.sum(c_pt**2, axis=2)
+def _jet_fields(jet_p, inputs, position, members):
+    pt, eta, phi, mass = kinematics(*jet_p)
+    starts = np.concatenate([[0], np.cumsum(members)[:-1]])  # (jets,)
+
+    def per_jet(values, reduce=np.add):
+        if len(members) == 0:
+            return np.zeros(0)
+        return reduce.reduceat(values, starts)
+
+    c = {name: inputs[name][position] for name in inputs}  # (members,)
+    c_pt, c_eta, c_phi, _ = kinematics(c["px"], c["py"], c["pz"], c["E"])
+    d_eta = c_eta - np.repeat(eta, members)
+    d_phi = (c_phi - np.repeat(phi, members) + np.pi) % (2 * np.pi) - np.pi
+    sum_pt = per_jet(c_pt)
+    sum_pt2 = per_jet(c_pt**2)
     fields = {
         "PT": pt,
         "Eta": eta,
         "Phi": phi,
         "Mass": mass,
-        "DeltaEta": ak.fill_none(ak.max(np.abs(d_eta), axis=2), 0.0),
-        "DeltaPhi": ak.fill_none(ak.max(np.abs(d_phi), axis=2), 0.0),
+        "DeltaEta": per_jet(np.abs(d_eta), np.maximum),
+        "DeltaPhi": per_jet(np.abs(d_phi), np.maximum),
         "PTD": np.sqrt(sum_pt2) / sum_pt,
-        "MeanSqDeltaR": ak.sum(c_pt**2 * d_r2, axis=2) / sum_pt2,
+        "MeanSqDeltaR": per_jet(c_pt**2 * (d_eta**2 + d_phi**2)) / sum_pt2,
     }
-    if "charge" in ak.fields(members):
-        charged = members.charge != 0
-        energy = ak.sum(members.E, axis=2)
-        charged_energy = ak.sum(ak.where(charged, members.E, 0.0), axis=2)
-        eem = ak.sum(members.eem, axis=2)
-        ehad = ak.sum(members.ehad, axis=2)
+    if "charge" in inputs:
+        charged = c["charge"] != 0
+        energy = per_jet(c["E"])
+        charged_energy = per_jet(np.where(charged, c["E"], 0.0))
+        eem, ehad = per_jet(c["eem"]), per_jet(c["ehad"])
         fields.update(
             {
-                "Charge": ak.sum(members.charge, axis=2),
-                "NCharged": ak.sum(charged, axis=2),
-                "NNeutrals": ak.sum(~charged, axis=2),
+                "Charge": per_jet(c["charge"]),
+                "NCharged": per_jet(charged.astype(np.int64)),
+                "NNeutrals": per_jet((~charged).astype(np.int64)),
                 "ChargedEnergyFraction": charged_energy / energy,
                 "NeutralEnergyFraction": (energy - charged_energy) / energy,
-                "EhadOverEem": ak.where(eem > 0, ehad / eem, 999.9),
+                "EhadOverEem": np.where(eem > 0, ehad / eem, 999.9),
             }
         )
-    return ak.zip(fields)
+    return fields

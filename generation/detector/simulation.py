@@ -2,14 +2,15 @@
 
 propagation -> tracking efficiency and smearing -> ECAL, HCAL -> energy flow ->
 anti-kT jets -> missing ET. Every step is vectorized over all particles of the
-batch; the result holds one awkward array (events, objects) per Delphes collection
-with the Delphes field names (without the ``X.`` prefix).
+batch; each Delphes collection comes out as a :class:`FlatCollection`: per-event
+counts and flat per-object arrays named as Delphes' fields (without ``X.``).
 
 Known simplifications, said here where a reader meets them: particles start at the
-origin (displaced vertices only enter Track.X/Y/Z and D0/DZ); electrons and
-photons are not identified (no Electron/Photon/Muon collections); jets carry no
-flavour, b-tag or substructure fields; references between collections (TRef:
-Jet.Constituents, Track.Particle, Tower.Particles) are not written.
+origin (displaced vertices only enter Track.X/Y/Z and D0/DZ); electrons, photons
+and muons are not identified (no Electron/Photon/Muon collections); jets carry no
+flavour, b-tag or substructure fields; ScalarHT sums jets only; references between
+collections (TRef: Jet.Constituents, Track.Particle, Tower.Particles) are not
+written.
 """
 
 from dataclasses import dataclass
@@ -23,10 +24,10 @@ from generation.detector.calorimeter import (
     Segmentation,
     simulate_calorimeter,
 )
-from generation.detector.jets import cluster
+from generation.detector.jets import cluster, kinematics
 from generation.detector.tracking import propagate, reconstruct_tracks
 
-__all__ = ["Detector", "simulate"]
+__all__ = ["Detector", "FlatCollection", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -52,31 +53,42 @@ class Detector:
         )
 
 
-def _jagged(event, n_events, fields):
-    """Flat per-object arrays sorted by ``event`` -> (events, objects) records."""
-    counts = np.bincount(event, minlength=n_events)
-    return ak.unflatten(ak.zip(fields, depth_limit=1), counts)
+@dataclass
+class FlatCollection:
+    """One Delphes collection of a batch: objects grouped by event."""
 
+    counts: np.ndarray  # (events,)
+    fields: dict  # {field: (objects,) array}
 
-def _momentum(px, py, pz, e):
-    pt = np.hypot(px, py)
-    p = np.sqrt(pt**2 + pz**2)
-    phi = np.arctan2(py, px)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(pt > 0, np.arcsinh(pz / pt), np.sign(pz) * 999.9)
-        rapidity = np.where(
-            e > np.abs(pz), 0.5 * np.log((e + pz) / (e - pz)), np.sign(pz) * 999.9
-        )
-    return pt, p, eta, phi, rapidity
+    @classmethod
+    def from_events(cls, event, n_events, fields):
+        """From per-object event indices; objects must be sorted by event."""
+        return cls(np.bincount(event, minlength=n_events), fields)
+
+    def __getitem__(self, name):
+        return self.fields[name]
+
+    @property
+    def event(self):
+        return np.repeat(np.arange(len(self.counts)), self.counts)
+
+    def to_awkward(self):
+        """(events, objects) records."""
+        return ak.unflatten(ak.zip(self.fields, depth_limit=1), self.counts)
 
 
 def particle_collection(batch):
     """Every entry of the Pythia record, as Delphes' ``Particle``."""
-    pt, p, eta, phi, rapidity = _momentum(batch.px, batch.py, batch.pz, batch.e)
+    pt, eta, phi, _ = kinematics(batch.px, batch.py, batch.pz, batch.e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rapidity = np.where(
+            batch.e > np.abs(batch.pz),
+            0.5 * np.log((batch.e + batch.pz) / (batch.e - batch.pz)),
+            np.sign(batch.pz) * 999.9,
+        )
     fields = {
         "PID": batch.pid,
         "Status": batch.status,
-        "IsPU": np.zeros(len(pt), np.int32),
         "M1": batch.m1,
         "M2": batch.m2,
         "D1": batch.d1,
@@ -88,7 +100,7 @@ def particle_collection(batch):
         "Px": batch.px,
         "Py": batch.py,
         "Pz": batch.pz,
-        "P": p,
+        "P": np.sqrt(pt**2 + batch.pz**2),
         "PT": pt,
         "Eta": eta,
         "Phi": phi,
@@ -98,18 +110,18 @@ def particle_collection(batch):
         "Y": batch.y,
         "Z": batch.z,
     }
-    return _jagged(batch.event_index, batch.n_events, fields), (pt, eta, phi)
+    return FlatCollection(np.diff(batch.offsets), fields)
 
 
 def simulate(batch, rng, detector=None):
     """Run the detector on a :class:`generation.pythia.ParticleBatch`.
 
-    Returns {collection name: awkward array (events, objects)}.
+    Returns {collection name: :class:`FlatCollection`}.
     """
     detector = detector or Detector.cms()
     n_events = batch.n_events
-    particles, (pt, eta, phi) = particle_collection(batch)
-    event = batch.event_index
+    particles = particle_collection(batch)
+    pt, eta, phi = particles["PT"], particles["Eta"], particles["Phi"]
 
     # 1. Stable particles and their paths to the calorimeter surface.
     final = np.flatnonzero(batch.pythia_status > 0)  # (stable,)
@@ -122,62 +134,70 @@ def simulate(batch, rng, detector=None):
     kept, smeared_pt, resolution = reconstruct_tracks(
         abs_pid[charged], pt[final][charged], eta[final][charged], rng
     )
-    tracks = _tracks(batch, final, charged[kept], smeared_pt[kept], resolution[kept])
+    chosen = charged[kept]
+    tracks = _tracks(batch, final[chosen], smeared_pt[kept], resolution[kept])
     tracks.update(
         {
-            "EtaOuter": hit.eta[charged[kept]],
-            "PhiOuter": hit.phi[charged[kept]],
-            "XOuter": 1e3 * hit.x[charged[kept]],
-            "YOuter": 1e3 * hit.y[charged[kept]],
-            "ZOuter": 1e3 * hit.z[charged[kept]],
-            "L": 1e3 * hit.path[charged[kept]],
+            "EtaOuter": hit.eta[chosen],
+            "PhiOuter": hit.phi[chosen],
+            "XOuter": 1e3 * hit.x[chosen],
+            "YOuter": 1e3 * hit.y[chosen],
+            "ZOuter": 1e3 * hit.z[chosen],
+            "L": 1e3 * hit.path[chosen],
         }
     )
 
-    # 3. Calorimeters, then energy flow.
+    # 3. Calorimeters, then energy flow: tracks rescaled where the calorimeter
+    # saw no significant neutral energy on top of them.
     ecal, hcal, track_scale = _calorimeters(detector, batch, final, hit, tracks, rng)
-    eflow_tracks = {**tracks}
-    for name in ("PT", "P"):
+    track_event = tracks.pop("event")
+    for helper in ("_sigma_rel", "_abs_pid"):
+        tracks.pop(helper)
+    eflow_tracks = dict(tracks)
+    for name in ("PT", "P", "ErrorPT", "ErrorP"):
         eflow_tracks[name] = tracks[name] * track_scale
     collections = {
         "Particle": particles,
-        "Track": _jagged(tracks["event"], n_events, _drop_event(tracks)),
+        "Track": FlatCollection.from_events(track_event, n_events, tracks),
         "Tower": _towers(ecal, hcal, n_events),
-        "EFlowTrack": _jagged(tracks["event"], n_events, _drop_event(eflow_tracks)),
+        "EFlowTrack": FlatCollection.from_events(track_event, n_events, eflow_tracks),
         "EFlowPhoton": _neutrals(ecal, True, n_events),
         "EFlowNeutralHadron": _neutrals(hcal, False, n_events),
     }
-    eflow = _eflow_constituents(collections)
+
+    # 4. Jets and missing transverse momentum.
+    eflow, eflow_counts = _eflow_constituents(collections, n_events)
     visible = final[~np.isin(abs_pid, card.GENJET_EXCLUDED)]
-    collections["GenJet"] = cluster(
-        _gen_constituents(batch, visible, event), *card.GENJET
-    )
-    collections["Jet"] = cluster(eflow, *card.JET)
-    collections["FatJet"] = cluster(eflow, *card.FATJET)
-    collections["MissingET"] = _missing_et(eflow)
-    collections["ScalarHT"] = ak.unflatten(
-        ak.zip({"HT": ak.sum(collections["Jet"].PT, axis=1)}), 1
+    generated = {
+        "px": batch.px[visible],
+        "py": batch.py[visible],
+        "pz": batch.pz[visible],
+        "E": batch.e[visible],
+    }
+    gen_counts = np.bincount(batch.event_index[visible], minlength=n_events)
+    for name, inputs, counts, (radius, pt_min) in (
+        ("GenJet", generated, gen_counts, card.GENJET),
+        ("Jet", eflow, eflow_counts, card.JET),
+        ("FatJet", eflow, eflow_counts, card.FATJET),
+    ):
+        collections[name] = FlatCollection(*cluster(inputs, counts, radius, pt_min))
+    collections["MissingET"] = _missing_et(eflow, eflow_counts)
+    jets = collections["Jet"]
+    collections["ScalarHT"] = FlatCollection(
+        np.ones(n_events, np.int64),
+        {"HT": np.bincount(jets.event, jets["PT"], minlength=n_events)},
     )
     return collections
 
 
-def _drop_event(fields):
-    return {k: v for k, v in fields.items() if k != "event"}
-
-
-def _tracks(batch, final, chosen, pt, resolution):
-    index = final[chosen]  # into the batch's particles
+def _tracks(batch, index, pt, resolution):
+    """Track fields of the particles ``index`` with smeared ``pt``."""
     px, py, pz = batch.px[index], batch.py[index], batch.pz[index]
     true_pt = np.hypot(px, py)
     eta = np.arcsinh(pz / true_pt)
-    phi = np.arctan2(py, px)
-    mass = batch.mass[index]
     p = pt * np.cosh(eta)
     charge = np.rint(batch.charge[index]).astype(np.int32)
     x, y, z = batch.x[index], batch.y[index], batch.z[index]
-    # Straight-line impact parameters from the production vertex (mm).
-    d0 = (x * py - y * px) / true_pt
-    dz = z - (x * px + y * py) / true_pt * pz / true_pt
     helix_radius_mm = 1e3 * pt / (0.299792458 * card.BZ)
     return {
         "event": batch.event_index[index],
@@ -186,16 +206,17 @@ def _tracks(batch, final, chosen, pt, resolution):
         "P": p,
         "PT": pt,
         "Eta": eta,
-        "Phi": phi,
+        "Phi": np.arctan2(py, px),
         "CtgTheta": np.sinh(eta),
         "C": charge / (2.0 * helix_radius_mm),
-        "Mass": mass,
+        "Mass": batch.mass[index],
         "T": batch.t[index],
         "X": x,
         "Y": y,
         "Z": z,
-        "D0": d0,
-        "DZ": dz,
+        # Straight-line impact parameters from the production vertex (mm).
+        "D0": (x * py - y * px) / true_pt,
+        "DZ": z - (x * px + y * py) / true_pt * pz / true_pt,
         "ErrorP": resolution * p,
         "ErrorPT": resolution * pt,
         "VertexIndex": np.zeros(len(index), np.int32),
@@ -211,13 +232,11 @@ def _calorimeters(detector, batch, final, hit, tracks, rng):
     deposits = hit.reached & ~np.isin(abs_pid, card.NO_CALO_DEPOSIT)
     fraction = card.ecal_fraction(abs_pid)
 
-    # Expected energy of each track, and where it is subtracted.
-    abs_track_pid = tracks.pop("_abs_pid")
-    sigma_rel = tracks.pop("_sigma_rel")
+    # Expected energy of each track, and the calorimeter it is subtracted in.
     track_energy = np.sqrt(tracks["P"] ** 2 + tracks["Mass"] ** 2)
-    track_sigma = sigma_rel * tracks["P"] ** 2 / track_energy
-    in_ecal = abs_track_pid == 11
-    in_hcal = ~in_ecal & (abs_track_pid != 13)
+    track_sigma = tracks["_sigma_rel"] * tracks["P"] ** 2 / track_energy
+    in_ecal = tracks["_abs_pid"] == 11
+    in_hcal = ~in_ecal & (tracks["_abs_pid"] != 13)
     track_scale = np.ones(len(track_energy))
 
     results = []
@@ -243,18 +262,15 @@ def _calorimeters(detector, batch, final, hit, tracks, rng):
     return results[0], results[1], track_scale
 
 
-def _tower_fields(energy, eta, phi, eem, ehad, etrk, edges):
+def _tower_fields(energy, eta, phi, eem, ehad, etrk):
     return {
         "ET": energy / np.cosh(eta),
         "Eta": eta,
         "Phi": phi,
         "E": energy,
-        "T": np.zeros(len(energy)),
-        "NTimeHits": np.zeros(len(energy), np.int32),
         "Eem": eem,
         "Ehad": ehad,
         "Etrk": etrk,
-        "Edges[4]": edges,
     }
 
 
@@ -269,9 +285,9 @@ def _towers(ecal, hcal, n_events):
         np.concatenate([ecal.energy, zeros_h]),
         np.concatenate([zeros_e, hcal.energy]),
         np.concatenate([ecal.track_energy, hcal.track_energy]),
-        np.concatenate([ecal.edges, hcal.edges]),
     )
-    return _jagged(event[order], n_events, {k: v[order] for k, v in fields.items()})
+    fields = {k: v[order] for k, v in fields.items()}
+    return FlatCollection.from_events(event[order], n_events, fields)
 
 
 def _neutrals(result, is_ecal, n_events):
@@ -285,75 +301,52 @@ def _neutrals(result, is_ecal, n_events):
         energy if is_ecal else zeros,
         zeros if is_ecal else energy,
         zeros,
-        result.edges[keep],
     )
-    return _jagged(result.event[keep], n_events, fields)
+    return FlatCollection.from_events(result.event[keep], n_events, fields)
 
 
-def _four_vectors(pt, eta, phi, mass):
-    px, py = pt * np.cos(phi), pt * np.sin(phi)
-    pz = pt * np.sinh(eta)
-    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
-    return px, py, pz, energy
-
-
-def _eflow_constituents(collections):
-    """Energy-flow objects of each event as jet-finder input: (events, objects)."""
+def _eflow_constituents(collections, n_events):
+    """Energy-flow objects as jet-finder input: flat arrays sorted by event."""
     tracks = collections["EFlowTrack"]
-    parts = [
-        ak.zip(
-            {
-                **dict(
-                    zip(
-                        ("px", "py", "pz", "E"),
-                        _four_vectors(tracks.PT, tracks.Eta, tracks.Phi, tracks.Mass),
-                        strict=True,
-                    )
-                ),
-                "charge": tracks.Charge,
-                "eem": ak.zeros_like(tracks.PT),
-                "ehad": ak.zeros_like(tracks.PT),
-            }
-        )
-    ]
+    parts = [(tracks, tracks["PT"], tracks["Mass"], tracks["Charge"])]
     for name in ("EFlowPhoton", "EFlowNeutralHadron"):
         towers = collections[name]
-        px, py, pz, energy = _four_vectors(
-            towers.ET, towers.Eta, towers.Phi, ak.zeros_like(towers.ET)
-        )
-        parts.append(
-            ak.zip(
-                {
-                    "px": px,
-                    "py": py,
-                    "pz": pz,
-                    "E": energy,
-                    "charge": ak.values_astype(ak.zeros_like(towers.ET), np.int32),
-                    "eem": towers.Eem,
-                    "ehad": towers.Ehad,
-                }
-            )
-        )
-    return ak.concatenate(parts, axis=1)
+        n = len(towers["ET"])
+        parts.append((towers, towers["ET"], np.zeros(n), np.zeros(n, np.int32)))
+    event = np.concatenate([part.event for part, *_ in parts])
+    order = np.argsort(event, kind="stable")
+    pt = np.concatenate([p for _, p, _, _ in parts])
+    eta = np.concatenate([part["Eta"] for part, *_ in parts])
+    phi = np.concatenate([part["Phi"] for part, *_ in parts])
+    mass = np.concatenate([m for _, _, m, _ in parts])
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    inputs = {
+        "px": px,
+        "py": py,
+        "pz": pz,
+        "E": np.sqrt(px**2 + py**2 + pz**2 + mass**2),
+        "charge": np.concatenate([c for *_, c in parts]),
+        "eem": np.concatenate(
+            [np.zeros(len(tracks["PT"]))]
+            + [collections[n]["Eem"] for n in ("EFlowPhoton", "EFlowNeutralHadron")]
+        ),
+        "ehad": np.concatenate(
+            [np.zeros(len(tracks["PT"]))]
+            + [collections[n]["Ehad"] for n in ("EFlowPhoton", "EFlowNeutralHadron")]
+        ),
+    }
+    inputs = {name: values[order] for name, values in inputs.items()}
+    return inputs, np.bincount(event, minlength=n_events)
 
 
-def _gen_constituents(batch, visible, event):
-    return _jagged(
-        event[visible],
-        batch.n_events,
-        {
-            "px": batch.px[visible],
-            "py": batch.py[visible],
-            "pz": batch.pz[visible],
-            "E": batch.e[visible],
-        },
+def _missing_et(eflow, counts):
+    event = np.repeat(np.arange(len(counts)), counts)
+    px, py, pz = (
+        -np.bincount(event, eflow[name], minlength=len(counts))
+        for name in ("px", "py", "pz")
     )
-
-
-def _missing_et(eflow):
-    px, py, pz = (-ak.sum(eflow[name], axis=1) for name in ("px", "py", "pz"))
     met = np.hypot(px, py)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(met > 0, np.arcsinh(pz / met), 0.0)
     fields = {"MET": met, "Eta": eta, "Phi": np.arctan2(py, px)}
-    return ak.unflatten(ak.zip({k: np.asarray(v) for k, v in fields.items()}), 1)
+    return FlatCollection(np.ones(len(counts), np.int64), fields)
