@@ -10,7 +10,13 @@
    its reason and left out;
 3. ``apply_to_fileset`` builds one task graph per file, with uproot's read-error
    report on, so that a chunk that cannot be read is recorded and the rest goes on;
+   a file the processor rejects (an InputError, e.g. a missing collection) is
+   recorded and left out;
 4. all graphs are computed together; a file whose graph fails is recorded.
+
+Each failure is ``{dataset, file, entries, reason}``; ``entries`` ([start, stop))
+is None only for a file that cannot be opened, so that events read plus entries
+failed add up to the entries of every file that opens.
 
 ``fail_fast=True`` turns the first failure into an :class:`InputError` instead.
 The outputs of all files of all datasets are summed with
@@ -96,9 +102,9 @@ def run(
     schema = schema or DelphesSchema
     with client_for(scheduler, workers, processes) as client:
         available, failures = _preprocess(fileset, step_size, fail_fast)
-        graphs = _graphs(available, processor, schema, fail_fast)
+        graphs, unusable = _graphs(available, processor, schema, fail_fast)
         outputs, more = _compute(client, graphs, fail_fast, progress)
-    failures += more
+    failures += unusable + more
     from coffea.processor import accumulate
 
     chunks = sum(
@@ -135,7 +141,9 @@ def _preprocess(fileset, step_size, fail_fast):
             if fail_fast:
                 raise InputError(f"dataset {name!r}: cannot read {file}: {reason}")
             log.warning("dataset %r: skipping %s: %s", name, file, reason)
-            failures.append({"dataset": name, "file": file, "reason": reason})
+            failures.append(
+                {"dataset": name, "file": file, "entries": None, "reason": reason}
+            )
     for name in list(available):
         if not (available[name] or {}).get("files"):
             del available[name]
@@ -157,7 +165,11 @@ def _why_unreadable(file, tree):
 
 
 def _graphs(available, processor, schema, fail_fast):
-    """[(dataset, file, (output, report))], one task graph per file."""
+    """[(dataset, file, entries, (output, report))], one graph per file; failures.
+
+    A file the processor rejects while building its graph (an InputError: a
+    missing collection, a wrong type) is recorded with its entries and left out.
+    """
     import zlib
 
     import uproot
@@ -171,16 +183,40 @@ def _graphs(available, processor, schema, fail_fast):
         uproot.DeserializationError,
     )
     options = {} if fail_fast else {"allow_read_errors_with_report": errors}
-    graphs = []
+    graphs, failures = [], []
     for name, dataset in available.items():
         for file, spec in dataset["files"].items():
             single = {name: {"files": {file: spec}, "metadata": dataset["metadata"]}}
-            result = apply_to_fileset(
-                processor, single, schemaclass=schema, uproot_options=options
-            )
+            try:
+                result = apply_to_fileset(
+                    processor, single, schemaclass=schema, uproot_options=options
+                )
+            except InputError as err:
+                if fail_fast:
+                    raise InputError(f"dataset {name!r}: {file}: {err}") from err
+                log.warning("dataset %r: skipping %s: %s", name, file, err)
+                failures.append(_file_failure(name, file, spec, err))
+                continue
             output, report = result if options else (result, {name: None})
-            graphs.append((name, file, (output[name], report[name])))
-    return graphs
+            entries = _entries_of(spec)
+            graphs.append((name, file, entries, (output[name], report[name])))
+    return graphs, failures
+
+
+def _entries_of(spec):
+    """[first, stop) entries of a preprocessed file spec."""
+    steps = spec.get("steps") or [[0, 0]]
+    return [int(steps[0][0]), int(steps[-1][1])]
+
+
+def _file_failure(name, file, spec, err):
+    """A failure record for a whole readable file, with the entries it holds."""
+    return {
+        "dataset": name,
+        "file": file,
+        "entries": _entries_of(spec),
+        "reason": f"{type(err).__name__}: {err}",
+    }
 
 
 def _compute(client, graphs, fail_fast, progress):
@@ -193,15 +229,16 @@ def _compute(client, graphs, fail_fast, progress):
         (
             name,
             file,
+            entries,
             client.compute(
                 list(dask.optimize(*[o for o in graph if o is not None])),
                 optimize_graph=False,
             ),
         )
-        for name, file, graph in graphs
+        for name, file, entries, graph in graphs
     ]
     outputs, failures = [], []
-    for done, (name, file, futures) in enumerate(pending, start=1):
+    for done, (name, file, entries, futures) in enumerate(pending, start=1):
         try:
             output, *report = client.gather(futures)
         except Exception as err:  # any failure of one file must not stop the others
@@ -212,7 +249,9 @@ def _compute(client, graphs, fail_fast, progress):
                     f"dataset {name!r}: processing {file} failed: {reason}"
                 ) from err
             log.warning("dataset %r: %s failed: %s", name, file, reason)
-            failures.append({"dataset": name, "file": file, "reason": reason})
+            failures.append(
+                {"dataset": name, "file": file, "entries": entries, "reason": reason}
+            )
         else:
             outputs.append(output)
             failures += _chunk_failures(name, file, report[0] if report else None)

