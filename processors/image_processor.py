@@ -33,7 +33,13 @@ from coffea import processor
 
 from analysis.errors import InputError, OutputError
 from processors.images import N_PIXELS, jet_images
-from processors.jets import JetConfig, clean_constituents, cluster_jets, truth_flags
+from processors.jets import (
+    JetConfig,
+    clean_constituents,
+    cluster_jets,
+    jet_constituents,
+    truth_flags,
+)
 
 __all__ = [
     "JET_FIELDS",
@@ -161,20 +167,11 @@ def _chunk(columns, spec):
     jets = cluster_jets(pt, eta, phi, mass, config)  # (events, jets)
 
     counts = ak.to_numpy(ak.num(jets["pt"], axis=1))  # (events,)
-    # Constituents of each jet: (jets, var) views into the flat constituent arrays.
-    starts = np.cumsum(ak.to_numpy(ak.num(pt, axis=1))) - ak.to_numpy(ak.num(pt))
-    flat_index = ak.flatten(jets["index"] + starts, axis=1)  # (jets, var)
-    n_constituents = ak.to_numpy(ak.num(flat_index, axis=1))
-    take = ak.to_numpy(ak.flatten(flat_index, axis=1))
-
-    def constituent(values):
-        return ak.unflatten(ak.to_numpy(ak.flatten(values))[take], n_constituents)
-
+    c_pt, c_eta, c_phi = jet_constituents(jets["index"], pt, eta, phi)
+    n_constituents = ak.to_numpy(ak.num(c_pt, axis=1))  # (jets,)
     jet_eta = ak.to_numpy(ak.flatten(jets["eta"]))
     jet_phi = ak.to_numpy(ak.flatten(jets["phi"]))
-    images = jet_images(
-        jet_eta, jet_phi, constituent(pt), constituent(eta), constituent(phi)
-    )  # (jets, 37, 37)
+    images = jet_images(jet_eta, jet_phi, c_pt, c_eta, c_phi)  # (jets, 37, 37)
 
     if spec.resonance is None:
         matched = merged = np.ones(len(jet_eta), dtype=bool)
@@ -213,22 +210,35 @@ def _process_of(config, resonance):
 
 
 def _constituents(columns, config):
-    """Constituents of all configured collections, (events, var) per quantity."""
-    parts = {"pt": [], "eta": [], "phi": [], "mass": []}
+    """Constituents of all configured collections, (events, var) per quantity.
+
+    Per event: the first collection's constituents, then the second's, and so on;
+    merged on the flat numpy contents (awkward's concatenate is slower).
+    """
+    sources = []
     for source in config.sources:
         pt = columns[f"{source.name}.{source.pt}"]
-        parts["pt"].append(pt)
-        parts["eta"].append(columns[f"{source.name}.Eta"])
-        parts["phi"].append(columns[f"{source.name}.Phi"])
-        mass = columns[f"{source.name}.{source.mass}"] if source.mass else pt * 0
-        parts["mass"].append(mass)
-    return tuple(
-        ak.concatenate(
-            [ak.values_astype(ak.without_parameters(a), np.float64) for a in arrays],
-            axis=1,
+        counts = ak.to_numpy(ak.num(pt, axis=1))  # (events,)
+        values = [pt, columns[f"{source.name}.Eta"], columns[f"{source.name}.Phi"]]
+        flat = [ak.to_numpy(ak.flatten(v, axis=1)) for v in values]
+        mass = columns[f"{source.name}.{source.mass}"] if source.mass else None
+        flat.append(
+            np.zeros(len(flat[0])) if mass is None else ak.to_numpy(ak.flatten(mass))
         )
-        for arrays in parts.values()
-    )
+        sources.append((counts, flat))
+
+    total = sum(counts for counts, _ in sources)  # (events,)
+    start = np.cumsum(total) - total  # where each event begins in the merged list
+    merged = [np.empty(int(total.sum()), np.float64) for _ in range(4)]
+    before = np.zeros_like(total)  # constituents of earlier collections
+    for counts, flat in sources:
+        own_start = np.cumsum(counts) - counts
+        shift = np.repeat(start + before - own_start, counts)
+        target = shift + np.arange(int(counts.sum()))
+        for out, values in zip(merged, flat, strict=True):
+            out[target] = values
+        before = before + counts
+    return tuple(ak.unflatten(values, total) for values in merged)
 
 
 def _assemble(flat, images, counts, dropped):

@@ -33,6 +33,7 @@ __all__ = [
     "clean_constituents",
     "cluster_jets",
     "delta_r",
+    "jet_constituents",
     "truth_flags",
 ]
 
@@ -112,13 +113,21 @@ def _as_float(array):
     return ak.values_astype(ak.without_parameters(array), np.float64)
 
 
+def _flat(array):
+    """(events, var) awkward -> (counts (events,), flat float64 numpy values)."""
+    counts = ak.to_numpy(ak.num(array, axis=1))
+    return counts, np.asarray(ak.to_numpy(ak.flatten(array, axis=1)), np.float64)
+
+
 def clean_constituents(pt, eta, phi, mass):
     """Drop constituents without a usable momentum or direction.
 
     All arguments are (events, var) awkward arrays. Returns the cleaned
-    ``(pt, eta, phi, mass)`` and the number dropped per event, (events,).
+    ``(pt, eta, phi, mass)`` as float64 and the number dropped per event,
+    (events,). The work is on the flat numpy contents, then regrouped by event.
     """
-    pt, eta, phi, mass = (_as_float(a) for a in (pt, eta, phi, mass))
+    counts, pt = _flat(pt)
+    eta, phi, mass = (_flat(a)[1] for a in (eta, phi, mass))
     with np.errstate(over="ignore", invalid="ignore"):
         pz = pt * np.sinh(eta)  # overflows to inf for absurd eta: dropped too
         good = (
@@ -129,14 +138,19 @@ def clean_constituents(pt, eta, phi, mass):
             & np.isfinite(mass)
             & np.isfinite(pz)
         )
-    dropped = ak.sum(~good, axis=1)  # (events,)
-    return pt[good], eta[good], phi[good], mass[good], dropped
+    event = np.repeat(np.arange(len(counts)), counts)  # (constituents,)
+    kept = np.bincount(event[good], minlength=len(counts))  # (events,)
+    cleaned = (ak.unflatten(a[good], kept) for a in (pt, eta, phi, mass))
+    return (*cleaned, ak.Array(counts - kept))
 
 
 def _four_momenta(pt, eta, phi, mass):
+    counts, pt = _flat(pt)
+    eta, phi, mass = (_flat(a)[1] for a in (eta, phi, mass))
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
-    return ak.zip({"px": px, "py": py, "pz": pz, "E": energy}, with_name="Momentum4D")
+    flat = ak.zip({"px": px, "py": py, "pz": pz, "E": energy})
+    return ak.with_name(ak.unflatten(flat, counts), "Momentum4D")
 
 
 def _jet_kinematics(jets):
@@ -160,14 +174,17 @@ def cluster_jets(pt, eta, phi, mass, config):
 
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.radius)
     sequence = fastjet.ClusterSequence(_four_momenta(pt, eta, phi, mass), definition)
-    jets = sequence.inclusive_jets()  # (events, jets)
-    index = sequence.constituent_index()  # (events, jets, constituents)
+    # Jets below the pT window never pass, and the leading jets above it are the
+    # leading jets overall: asking fastjet for those alone saves most of the
+    # constituent bookkeeping.
+    low, high = config.pt_range
+    jets = sequence.inclusive_jets(min_pt=low)  # (events, jets)
+    index = sequence.constituent_index(min_pt=low)  # (events, jets, constituents)
 
     jet_pt, jet_eta, jet_phi, jet_mass = _jet_kinematics(jets)
     order = ak.argsort(jet_pt, axis=1, ascending=False)
     if config.max_jets is not None:
         order = order[:, : config.max_jets]
-    low, high = config.pt_range
     keep = order[
         (jet_pt[order] > low)
         & (jet_pt[order] < high)
@@ -180,6 +197,23 @@ def cluster_jets(pt, eta, phi, mass, config):
         "mass": jet_mass[keep],
         "index": index[keep],
     }
+
+
+def jet_constituents(index, *arrays):
+    """The constituents of each jet, as (jets, var) arrays.
+
+    ``index``: (events, jets, var) constituent indices per jet, as from
+    :func:`cluster_jets`; ``arrays``: (events, var) constituent quantities.
+    Returns one (jets, var) array per quantity, in the order given.
+    """
+    sizes = ak.to_numpy(ak.num(arrays[0], axis=1))  # (events,)
+    starts = np.cumsum(sizes) - sizes
+    flat_index = ak.flatten(index + starts, axis=1)  # (jets, var), global indices
+    counts = ak.to_numpy(ak.num(flat_index, axis=1))
+    take = ak.to_numpy(ak.flatten(flat_index, axis=1))
+    return tuple(
+        ak.unflatten(ak.to_numpy(ak.flatten(a, axis=1))[take], counts) for a in arrays
+    )
 
 
 def delta_r(eta1, phi1, eta2, phi2):

@@ -1,0 +1,148 @@
+"""Jet images: columnar code against the per-jet reference, processor against fastjet.
+
+Both figures are measured side by side in the same run, on one core, on the same
+generated QCD events (made once with ``generation.generate_sample`` and kept under
+``$AEJETS_CACHE/bench``; ``AEJETS_BENCH_FILE`` points at another Delphes file):
+
+``images.columnar_jets_per_s`` / ``images.reference_jets_per_s``
+    images of the selected jets by :func:`processors.images.jet_images` and by the
+    loop reference of ``tests/reference_images.py``; ``images.speedup_vs_reference``
+    is their ratio (target >= 50);
+``images.processor_events_per_s`` / ``images.clustering_events_per_s``
+    the whole chunk work of :class:`ImageProcessor` on dask's synchronous scheduler
+    (read the branches, clean, cluster, select, image, count), and anti-kT
+    clustering alone (``ClusterSequence(...).inclusive_jets()``) on the constituents
+    already in memory; ``images.processor_over_clustering`` is their ratio
+    (target >= 0.7).
+"""
+
+import os
+import time
+from pathlib import Path
+
+import awkward as ak
+
+CACHE = Path(os.environ.get("AEJETS_CACHE", Path.home() / ".cache" / "aejets"))
+
+
+def sample(events):
+    """A Delphes file with ``events`` QCD events (generated once, then reused)."""
+    if os.environ.get("AEJETS_BENCH_FILE"):
+        return Path(os.environ["AEJETS_BENCH_FILE"])
+    from generation import generate_sample
+
+    result = generate_sample("qcd", events, CACHE / "bench" / f"qcd{events}", seed=7)
+    return Path(result.files[0])
+
+
+def _best(function, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _events(path, mode):
+    from coffea.nanoevents import DelphesSchema, NanoEventsFactory
+
+    return NanoEventsFactory.from_root(
+        {str(path): "Delphes"},
+        schemaclass=DelphesSchema,
+        mode=mode,
+        metadata={"dataset": "bench", "filename": str(path)},
+    ).events()
+
+
+def image_speed(path, max_jets):
+    """(columnar jets/s, reference jets/s) on the selected jets of ``path``."""
+    from processors.image_processor import input_columns
+    from processors.images import jet_images
+    from processors.jets import JetConfig
+    from tests.reference_images import reference_image
+
+    config = JetConfig(pt_range=(300.0, 2000.0), max_jets=None)
+    jets = _jet_constituents(
+        input_columns(_events(path, "eager"), config, False), config
+    )
+    jets = {k: v[:max_jets] for k, v in jets.items()}
+    n_jets = len(jets["eta"])
+
+    def columnar():
+        jet_images(jets["eta"], jets["phi"], jets["pt_c"], jets["eta_c"], jets["phi_c"])
+
+    rows = [ak.to_list(jets[k]) for k in ("pt_c", "eta_c", "phi_c")]
+
+    def reference():
+        for k in range(n_jets):
+            reference_image(jets["eta"][k], jets["phi"][k], *(r[k] for r in rows))
+
+    return n_jets / _best(columnar, 5), n_jets / _best(reference, 1)
+
+
+def _jet_constituents(columns, config):
+    from processors.image_processor import _constituents
+    from processors.jets import clean_constituents, cluster_jets, jet_constituents
+
+    pt, eta, phi, mass, _ = clean_constituents(*_constituents(columns, config))
+    jets = cluster_jets(pt, eta, phi, mass, config)  # (events, jets)
+    pt_c, eta_c, phi_c = jet_constituents(jets["index"], pt, eta, phi)
+    return {
+        "eta": ak.to_numpy(ak.flatten(jets["eta"])),
+        "phi": ak.to_numpy(ak.flatten(jets["phi"])),
+        "pt_c": pt_c,  # (jets, constituents)
+        "eta_c": eta_c,
+        "phi_c": phi_c,
+    }
+
+
+def processor_speed(path, repeats):
+    """(processor events/s, clustering-alone events/s), one core each."""
+    import dask
+    import fastjet
+
+    from processors.image_processor import ImageProcessor, _constituents, input_columns
+    from processors.jets import JetConfig, _four_momenta, clean_constituents
+
+    config = JetConfig()
+    eager = _events(path, "eager")
+    n_events = len(eager)
+    cleaned = clean_constituents(
+        *_constituents(input_columns(eager, config, False), config)
+    )
+    momenta = _four_momenta(*cleaned[:4])
+    definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.radius)
+
+    def clustering():
+        fastjet.ClusterSequence(momenta, definition).inclusive_jets()
+
+    def whole():
+        output = ImageProcessor(config).process(_events(path, "dask"))
+        dask.compute(output, scheduler="sync")
+
+    clustering()  # first call loads the fastjet library
+    whole_best = cluster_best = float("inf")
+    for _ in range(repeats):  # interleaved, so that both see the same load
+        whole_best = min(whole_best, _best(whole, 1))
+        cluster_best = min(cluster_best, _best(clustering, 1))
+    return n_events / whole_best, n_events / cluster_best
+
+
+def run(quick=False):
+    path = sample(200 if quick else 2000)
+    columnar, reference = image_speed(path, 100 if quick else 1000)
+    processor, clustering = processor_speed(path, 1 if quick else 5)
+    return {
+        "images.columnar_jets_per_s": columnar,
+        "images.reference_jets_per_s": reference,
+        "images.speedup_vs_reference": columnar / reference,
+        "images.processor_events_per_s": processor,
+        "images.clustering_events_per_s": clustering,
+        "images.processor_over_clustering": processor / clustering,
+    }
+
+
+if __name__ == "__main__":
+    for name, value in run().items():
+        print(f"{name}: {value:.4g}")
