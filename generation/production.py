@@ -28,6 +28,7 @@ from generation.processes import (
     check_shower,
     get_process,
 )
+from generation.record import check_record
 
 __all__ = ["SampleResult", "generate_sample", "file_name", "job_seeds"]
 
@@ -57,6 +58,7 @@ class _Job:
     path: Path
     mass: float
     batch_size: int
+    particles: str = "all"
 
 
 def job_seeds(seed, index):
@@ -99,7 +101,9 @@ def _check_output(out_dir):
     return out_dir
 
 
-def plan_jobs(process, events, out_dir, seed, jobs, shower, mass, batch_size):
+def plan_jobs(
+    process, events, out_dir, seed, jobs, shower, mass, batch_size, particles="all"
+):
     """The files of a sample: at least one per job, at most 20k events each."""
     n_files = max(jobs, math.ceil(events / MAX_EVENTS_PER_FILE))
     n_files = min(n_files, events)
@@ -116,6 +120,7 @@ def plan_jobs(process, events, out_dir, seed, jobs, shower, mass, batch_size):
             path=Path(out_dir) / file_name(process, shower, seed, i),
             mass=mass,
             batch_size=batch_size,
+            particles=particles,
         )
         for i, (size, start) in enumerate(zip(sizes, starts, strict=True))
     ]
@@ -131,16 +136,22 @@ def generate_sample(
     progress=None,
     mass=DEFAULT_GLUINO_MASS,
     batch_size=BATCH_SIZE,
+    particles="all",
 ):
     """Generate ``events`` events of ``process`` into Delphes files in ``out_dir``.
 
     ``progress(n)`` is called with the number of events finished since the last
-    call (complete files found on disk count at once). Returns a
+    call (complete files found on disk count at once). ``particles`` is the
+    generator record written as ``Particle``: "all" or "hard" (see
+    :mod:`generation.record`). Returns a
     :class:`SampleResult` with the file paths and the fileset metadata.
     """
     _check_request(process, events, jobs, shower, seed, mass)
+    check_record(particles)
     out_dir = _check_output(out_dir)
-    plan = plan_jobs(process, events, out_dir, seed, jobs, shower, mass, batch_size)
+    plan = plan_jobs(
+        process, events, out_dir, seed, jobs, shower, mass, batch_size, particles
+    )
 
     summaries = {}
     todo = []
@@ -162,6 +173,8 @@ def generate_sample(
 
     files = [job.path for job in plan]
     metadata = _metadata(process, events, seed, jobs, shower, mass, plan, summaries)
+    metadata["particles"] = particles
+    metadata["generate"]["particles"] = particles
     return SampleResult(files, metadata)
 
 
@@ -213,7 +226,7 @@ def run_job(job, progress=None):
             while done < job.n_events:
                 n = min(job.batch_size, job.n_events - done)
                 batch = generator.next_batch(n)
-                collections = simulate(batch, rng, detector)
+                collections = simulate(batch, rng, detector, job.particles)
                 collections["Event"] = event_record(
                     batch.event_info,
                     job.first_number + done,

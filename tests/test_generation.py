@@ -242,3 +242,54 @@ def test_command_refuses_a_broken_fileset(tmp_path, caplog):
     assert "not valid JSON" in caplog.text
     assert fileset.read_text() == "{not json"
     assert not out.exists()
+
+
+def _last_copy(i, pid, d1):
+    while d1[i] >= 0 and pid[d1[i]] == pid[i]:
+        i = d1[i]
+    return i
+
+
+def _children(i, d1, d2):
+    return range(d1[i], d2[i] + 1) if d1[i] >= 0 and d2[i] >= d1[i] else []
+
+
+def _event_resonances(pid, eta, d1, d2, resonance):
+    items = []
+    for i in np.flatnonzero(np.abs(pid) == resonance):
+        if d1[i] >= 0 and pid[d1[i]] == pid[i]:
+            continue  # not the last copy
+        items.append((int(pid[i]), round(float(eta[i]), 3)))
+        for j in _children(i, d1, d2):
+            if abs(pid[j]) == 24:
+                for k in _children(_last_copy(j, pid, d1), d1, d2):
+                    items.append((int(pid[k]), round(float(eta[k]), 3)))
+            elif 1 <= abs(pid[j]) <= 5:
+                items.append((int(pid[j]), round(float(eta[j]), 3)))
+    return sorted(items)
+
+
+def _resonance_daughters(path, resonance):
+    """Per event: sorted (pid, eta) of the last copies of ``resonance`` and of the
+    quarks they (and their W daughters' last copies) decay to; a per-particle walk."""
+    p = uproot.open(path)["Delphes"].arrays(filter_name="Particle/Particle.*")
+    columns = [p[f"Particle/Particle.{f}"] for f in ("PID", "Eta", "D1", "D2")]
+    return [
+        _event_resonances(*(c[event].to_numpy() for c in columns), resonance)
+        for event in range(len(p))
+    ]
+
+
+@pytest.mark.parametrize(("process", "resonance"), [("top", 6), ("gluino", 1_000_021)])
+def test_hard_record_keeps_what_truth_matching_needs(tmp_path, process, resonance):
+    full = generate_sample(process, 15, tmp_path / "all", seed=4)
+    hard = generate_sample(process, 15, tmp_path / "hard", seed=4, particles="hard")
+    assert hard.metadata["particles"] == "hard"
+    expected = _resonance_daughters(full.files[0], resonance)
+    assert all(len(items) >= 2 * 4 for items in expected)  # 2 resonances, 3 quarks
+    assert _resonance_daughters(hard.files[0], resonance) == expected
+    sizes = [
+        uproot.open(r.files[0])["Delphes"]["Particle_size"].array()
+        for r in (full, hard)
+    ]
+    assert ak.all(sizes[1] < 0.1 * sizes[0])

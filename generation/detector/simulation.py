@@ -26,6 +26,7 @@ from generation.detector.calorimeter import (
 )
 from generation.detector.jets import cluster, kinematics
 from generation.detector.tracking import propagate, reconstruct_tracks
+from generation.record import keep_mask, select_particles
 
 __all__ = ["Detector", "FlatCollection", "simulate"]
 
@@ -113,10 +114,11 @@ def particle_collection(batch):
     return FlatCollection(np.diff(batch.offsets), fields)
 
 
-def simulate(batch, rng, detector=None):
+def simulate(batch, rng, detector=None, record="all"):
     """Run the detector on a :class:`generation.pythia.ParticleBatch`.
 
-    Returns {collection name: :class:`FlatCollection`}.
+    ``record`` chooses the generator record written as ``Particle`` (see
+    :mod:`generation.record`). Returns {collection name: :class:`FlatCollection`}.
     """
     detector = detector or Detector.cms()
     n_events = batch.n_events
@@ -156,6 +158,11 @@ def simulate(batch, rng, detector=None):
     eflow_tracks = dict(tracks)
     for name in ("PT", "P", "ErrorPT", "ErrorP"):
         eflow_tracks[name] = tracks[name] * track_scale
+    if record == "hard":
+        keep = keep_mask(batch.pid, batch.pythia_status)
+        particles = FlatCollection(
+            *select_particles(particles.counts, particles.fields, keep)
+        )
     collections = {
         "Particle": particles,
         "Track": FlatCollection.from_events(track_event, n_events, tracks),
