@@ -13,6 +13,7 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+from coffea.processor import ProcessorABC
 
 EFLOW = ("EFlowTrack", "EFlowPhoton", "EFlowNeutralHadron")
 
@@ -102,7 +103,7 @@ def drop_objects(collection, events):
     return ak.where(keep, collection, collection[:, :0])
 
 
-class KillOnce:
+class KillOnce(ProcessorABC):
     """A processor wrapper whose worker process dies at event ``number``, once.
 
     Beside the wrapped processor's output it computes, from each chunk's

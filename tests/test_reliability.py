@@ -171,3 +171,65 @@ def test_bad_constituents_are_dropped_and_empty_events_give_no_jets(tmp_path, sa
         e for e in np.asarray(after.jets.event) if e in untouched
     ]
     assert np.isfinite(np.asarray(after.images)).all()
+
+
+# ---- item 2: a worker process killed mid-run -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pca_models(tmp_path_factory):
+    """``folder/pca``: a 4-component PCA scorer of toy QCD images."""
+    from models.io import save_model
+    from models.pca import build_pca, fit_pca
+    from models.scorer import make_scorer
+    from models.toy import toy_images
+
+    folder = tmp_path_factory.mktemp("models")
+    images = toy_images(200, "qcd", np.random.default_rng(5))  # (200, 37, 37)
+    scorer = make_scorer(build_pca(fit_pca([images]), 4))
+    save_model(scorer, folder / "pca", {"architecture": "pca"})
+    return folder
+
+
+def score_run(samples, models, client, wrap=lambda p: p):
+    from processors.inference import make_scorers
+    from processors.score_processor import ScoreProcessor
+
+    fileset = {
+        process: {
+            "files": {str(path): "Delphes" for path in samples[process].files},
+            "metadata": samples[process].metadata,
+        }
+        for process in ("qcd", "top")
+    }
+    score = ScoreProcessor(make_scorers(models), LOOSE)
+    return run(fileset, wrap(score), scheduler=client, step_size=STEP)
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing(tmp_path, samples, pca_models, client):
+    undisturbed = score_run(samples, pca_models, client)
+
+    marker = tmp_path / "killed"
+    before = set(client.scheduler_info()["workers"])
+    disturbed = score_run(
+        samples,
+        pca_models,
+        client,
+        lambda p: faults.KillOnce(p, marker, number=120),
+    )
+    assert marker.exists()  # a worker process did die with SIGKILL
+    assert disturbed.failures == undisturbed.failures == []
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.scheduler_info()["workers"]) != before  # a new one came up
+
+    assert disturbed.output["jets"] == undisturbed.output["jets"]
+    jets = undisturbed.output["jets"]
+    assert jets["qcd"]["evaluation"] > 0 and jets["top"]["evaluation"] > 0
+    for name, expected in undisturbed.output["histograms"].items():
+        got = disturbed.output["histograms"][name]
+        assert got.sum(flow=True).value > 0
+        np.testing.assert_array_equal(got.values(flow=True), expected.values(flow=True))
+        np.testing.assert_array_equal(
+            got.variances(flow=True), expected.variances(flow=True)
+        )
