@@ -6,7 +6,7 @@ count) stage by stage: Pythia's ``nextBatch``, the conversion of its record to
 flat arrays, the detector simulation, and writing to the Delphes file. Pythia
 alone and the full chain thus come from the same events in the same run.
 
-Figures (per process P):
+Figures (per process P; ``qcd_vincia`` for the alternative shower):
 - ``generation.P.pythia_events_per_cpu_s``: Pythia alone
 - ``generation.P.full_events_per_cpu_s``: Pythia + conversion + simulation + writing
 - ``generation.P.overhead_vs_pythia``: (conversion + simulation + writing) / Pythia
@@ -24,18 +24,19 @@ import numpy as np
 PROCESSES = ("qcd", "top", "gluino")
 
 
-def _measure(process, n_events, batch_size, workdir):
+def _measure(process, n_events, batch_size, workdir, shower="pythia"):
     from generation.delphes_format import DelphesWriter, event_record
     from generation.detector.simulation import Detector, simulate
     from generation.pythia import Generator
 
-    generator = Generator(process, 12345, workdir=workdir)
+    generator = Generator(process, 12345, shower, workdir=workdir)
     rng = np.random.default_rng(1)
     detector = Detector.cms()
     clock = time.process_time
     totals = dict.fromkeys(("pythia", "convert", "simulate", "write"), 0.0)
 
-    with DelphesWriter(Path(workdir) / f"{process}.root") as writer:
+    name = process if shower == "pythia" else f"{process}_{shower}"
+    with DelphesWriter(Path(workdir) / f"{name}.root") as writer:
         # The first batch creates the tree: timed apart, as a per-file cost.
         batch = generator.next_batch(10)
         collections = simulate(batch, rng, detector)
@@ -64,7 +65,7 @@ def _measure(process, n_events, batch_size, workdir):
                 totals[key] += dt
             done += n
     overhead = totals["convert"] + totals["simulate"] + totals["write"]
-    prefix = f"generation.{process}"
+    prefix = f"generation.{name}"
     return {
         f"{prefix}.pythia_events_per_cpu_s": done / totals["pythia"],
         f"{prefix}.full_events_per_cpu_s": done / (totals["pythia"] + overhead),
@@ -85,6 +86,8 @@ def run(quick=False):
     with tempfile.TemporaryDirectory() as workdir:
         for process in processes:
             figures.update(_measure(process, n_events, BATCH_SIZE, workdir))
+        if not quick:  # the alternative shower, on fewer events: it is slower
+            figures.update(_measure("qcd", 200, BATCH_SIZE, workdir, "vincia"))
     return figures
 
 

@@ -50,7 +50,7 @@ COMMON_SETTINGS = (
 # initialize with default settings in this Pythia build, so it is not offered.
 SHOWERS = {
     "pythia": ("PartonShowers:model = 1",),
-    "vincia": ("PartonShowers:model = 2",),
+    "vincia": ("PartonShowers:model = 2", "Print:verbosity = 0"),
 }
 
 

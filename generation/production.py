@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import ConfigError, OutputError
+from analysis.errors import AejetsError, ConfigError, OutputError
 from generation.processes import (
     DEFAULT_GLUINO_MASS,
     check_gluino_mass,
@@ -226,6 +226,12 @@ def run_job(job, progress=None):
             while done < job.n_events:
                 n = min(job.batch_size, job.n_events - done)
                 batch = generator.next_batch(n)
+                if batch.n_events == 0:
+                    raise AejetsError(
+                        f"Pythia produced no events for {job.path.name} "
+                        f"(process {job.process!r}, seed {pythia_seed}); "
+                        "run with -v to see its messages"
+                    )
                 collections = simulate(batch, rng, detector, job.particles)
                 collections["Event"] = event_record(
                     batch.event_info,
