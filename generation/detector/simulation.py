@@ -30,6 +30,9 @@ from generation.record import keep_mask, select_particles
 
 __all__ = ["Detector", "FlatCollection", "simulate"]
 
+# Pythia's production times are in mm/c; Delphes writes seconds.
+MM_TO_SECONDS = 1e-3 / 299_792_458.0
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -106,7 +109,7 @@ def particle_collection(batch):
         "Eta": eta,
         "Phi": phi,
         "Rapidity": rapidity,
-        "T": batch.t,
+        "T": batch.t * MM_TO_SECONDS,
         "X": batch.x,
         "Y": batch.y,
         "Z": batch.z,
@@ -217,7 +220,7 @@ def _tracks(batch, index, pt, resolution):
         "CtgTheta": np.sinh(eta),
         "C": charge / (2.0 * helix_radius_mm),
         "Mass": batch.mass[index],
-        "T": batch.t[index],
+        "T": batch.t[index] * MM_TO_SECONDS,
         "X": x,
         "Y": y,
         "Z": z,
