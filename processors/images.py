@@ -28,7 +28,7 @@ Definition (physics.md, the five steps in this order), for one jet with axis
 So ``image[i, j]``: row i is the u (eta-like, major-axis) bin and column j the v
 (phi-like) bin, both increasing with the index; ``imshow(image, origin="lower")``
 shows the major axis vertical and the larger intensity upper right. Arithmetic is
-float64; images are float32.
+float64 up to the normalized constituent weights; the pixel sums are float32.
 """
 
 import awkward as ak
@@ -47,43 +47,55 @@ def jet_images(jet_eta, jet_phi, pt, eta, phi, n_pixels=N_PIXELS, window=WINDOW)
     awkward arrays of each jet's constituents. Returns a numpy float32 array
     (jets, n_pixels, n_pixels).
     """
-    counts = ak.to_numpy(ak.num(pt, axis=1))
+    counts = ak.to_numpy(ak.num(pt, axis=1))  # (jets,)
     n_jets = len(counts)
-    owner = np.repeat(np.arange(n_jets), counts)  # (constituents,): jet of each
-    w = _flat(pt)  # (constituents,)
-    x = _flat(eta) - np.asarray(jet_eta, dtype=np.float64)[owner]
-    y = _fold(_flat(phi) - np.asarray(jet_phi, dtype=np.float64)[owner])
+    if n_jets == 0:
+        return np.zeros((0, n_pixels, n_pixels), dtype=np.float32)
+    if counts.min() == 0:
+        raise ValueError(
+            f"jet {int(np.argmin(counts))} has no constituents; a clustered jet "
+            "always has one"
+        )
+    starts = np.cumsum(counts) - counts  # (jets,): first constituent of each jet
 
     def per_jet(values):  # (constituents,) -> (jets,) sums
-        return np.bincount(owner, values, minlength=n_jets)
+        return np.add.reduceat(values, starts)
+
+    def spread(values):  # (jets,) -> (constituents,)
+        return np.repeat(values, counts)
+
+    w = _flat(pt)  # (constituents,)
+    x = _flat(eta) - spread(np.asarray(jet_eta, dtype=np.float64))
+    y = _fold(_flat(phi) - spread(np.asarray(jet_phi, dtype=np.float64)))
 
     # 1. centroid shift
-    total = per_jet(w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = x - (per_jet(w * x) / total)[owner]
-        y = y - (per_jet(w * y) / total)[owner]
+    total = per_jet(w)  # (jets,), positive
+    x -= spread(per_jet(w * x) / total)
+    y -= spread(per_jet(w * y) / total)
 
     # 2. rotate the major principal axis onto u
-    theta = 0.5 * np.arctan2(2 * per_jet(w * x * y), per_jet(w * (x * x - y * y)))
-    cos, sin = np.cos(theta)[owner], np.sin(theta)[owner]
-    u, v = x * cos + y * sin, -x * sin + y * cos
+    wx = w * x
+    theta = 0.5 * np.arctan2(2 * per_jet(wx * y), per_jet(wx * x - w * y * y))
+    cos, sin = spread(np.cos(theta)), spread(np.sin(theta))
+    u, v = x * cos + y * sin, y * cos - x * sin
 
-    # 3. flip the heavier halves to positive u and v
-    u = np.where((per_jet(w * (u < 0)) > per_jet(w * (u > 0)))[owner], -u, u)
-    v = np.where((per_jet(w * (v < 0)) > per_jet(w * (v > 0)))[owner], -v, v)
+    # 3. flip: sum(pt sign(u)) < 0 <=> more pT at u < 0 than at u > 0
+    u *= spread(np.where(per_jet(w * np.sign(u)) < 0, -1.0, 1.0))
+    v *= spread(np.where(per_jet(w * np.sign(v)) < 0, -1.0, 1.0))
 
     # 4. and 5. pixel indices, normalization over the window, accumulation
     width = window / n_pixels
-    row = np.floor((u + window / 2) / width)
-    col = np.floor((v + window / 2) / width)
+    row = np.floor((u + window / 2) / width).astype(np.int64)
+    col = np.floor((v + window / 2) / width).astype(np.int64)
     inside = (row >= 0) & (row < n_pixels) & (col >= 0) & (col < n_pixels)
-    owner, w = owner[inside], w[inside]
-    norm = np.bincount(owner, w, minlength=n_jets)  # (jets,)
-    pixel = (owner * n_pixels + row[inside].astype(np.int64)) * n_pixels + col[
-        inside
-    ].astype(np.int64)
-    images = np.bincount(pixel, w / norm[owner], minlength=n_jets * n_pixels**2)
-    return images.astype(np.float32).reshape(n_jets, n_pixels, n_pixels)
+    w = np.where(inside, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w /= spread(per_jet(w))  # 0/0 only for jets with nothing inside: not added
+    jet = spread(np.arange(n_jets))
+    pixel = ((jet * n_pixels + row) * n_pixels + col)[inside]
+    images = np.zeros(n_jets * n_pixels * n_pixels, dtype=np.float32)
+    np.add.at(images, pixel, w[inside].astype(np.float32))
+    return images.reshape(n_jets, n_pixels, n_pixels)
 
 
 def _flat(array):
