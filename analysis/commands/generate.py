@@ -3,12 +3,7 @@
 import logging
 from pathlib import Path
 
-from analysis.errors import ConfigError
-
 log = logging.getLogger(__name__)
-
-PROCESS_NAMES = ("qcd", "top", "gluino")
-SHOWER_NAMES = ("pythia", "vincia")
 
 
 def register(subparsers):
@@ -78,10 +73,6 @@ def run(args):
     from analysis.fileset import register_dataset
     from generation import generate_sample
 
-    if args.process not in PROCESS_NAMES:
-        raise ConfigError(
-            f"unknown process {args.process!r}; choose one of {', '.join(PROCESS_NAMES)}"
-        )
     _check_fileset(args.register)
     with tqdm(total=args.events, unit="events", desc=args.process) as bar:
         result = generate_sample(
