@@ -99,18 +99,23 @@ def register_dataset(path, name, files, metadata):
 def write_json_atomic(path, payload):
     """Write JSON under a temporary name in the same folder, then rename."""
     path = Path(path)
+    partial = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
             "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
         ) as handle:
+            partial = handle.name
             json.dump(payload, handle, indent=2, sort_keys=False)
             handle.write("\n")
-        os.replace(handle.name, path)
+        os.replace(partial, path)
     except OSError as err:
         raise OutputError(
             f"cannot write {path}: {err.strerror}; choose a writable folder"
         ) from err
+    finally:
+        if partial is not None:  # renamed when complete; else a partial file
+            Path(partial).unlink(missing_ok=True)
 
 
 def _read_json(path):

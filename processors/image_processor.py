@@ -129,7 +129,11 @@ def input_columns(events, config, with_particles):
 
 def _missing_message(events, collection, field, config):
     metadata = getattr(events, "metadata", None) or {}
-    file = metadata.get("filename") or metadata.get("dataset") or "the input"
+    file = metadata.get("filename") or (
+        f"a file of dataset {metadata['dataset']!r}"
+        if metadata.get("dataset")
+        else "the input"
+    )
     have = sorted(f for f in events.fields if not f.endswith(".offsets"))
     hint = ""
     if collection in (s.name for s in config.sources):
@@ -357,6 +361,7 @@ class _ChunkWriter:
     def _write(self, table, name):
         table = ak.with_field(table, ak.Array([self.dataset] * len(table)), "dataset")
         target = self.folder / name
+        partial = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, partial = tempfile.mkstemp(
@@ -369,6 +374,9 @@ class _ChunkWriter:
             raise OutputError(
                 f"cannot write {target}: {err.strerror or err}; choose a writable --out"
             ) from err
+        finally:
+            if partial is not None:  # renamed when complete; else a partial file
+                Path(partial).unlink(missing_ok=True)
         log.debug("wrote %d jets to %s", len(table), target)
 
 

@@ -19,6 +19,7 @@ is None only for a file that cannot be opened, so that events read plus entries
 failed add up to the entries of every file that opens.
 
 ``fail_fast=True`` turns the first failure into an :class:`InputError` instead.
+An :class:`OutputError` (an output that cannot be written) always stops the run.
 The outputs of all files of all datasets are summed with
 ``coffea.processor.accumulate`` and passed through ``processor.postprocess``.
 """
@@ -28,7 +29,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 
-from analysis.errors import InputError
+from analysis.errors import InputError, OutputError
 
 __all__ = ["RunResult", "run", "client_for"]
 
@@ -241,6 +242,10 @@ def _compute(client, graphs, fail_fast, progress):
     for done, (name, file, entries, futures) in enumerate(pending, start=1):
         try:
             output, *report = client.gather(futures)
+        except OutputError:
+            # Not the file's fault: a full disk or a lost folder fails every file.
+            client.cancel([f for *_, group in pending for f in group])
+            raise
         except Exception as err:  # any failure of one file must not stop the others
             reason = f"{type(err).__name__}: {err}"
             if fail_fast:

@@ -179,6 +179,7 @@ class _PartitionWriter:
         return ak.Array(np.array([len(table)], dtype=np.int64))
 
     def _write(self, table, target):
+        partial = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, partial = tempfile.mkstemp(
@@ -191,6 +192,9 @@ class _PartitionWriter:
             raise OutputError(
                 f"cannot write {target}: {err.strerror or err}; choose a writable --out"
             ) from err
+        finally:
+            if partial is not None:  # renamed when complete; else a partial file
+                Path(partial).unlink(missing_ok=True)
 
 
 def limit_events(fileset, max_events, step_size=None):

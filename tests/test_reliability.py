@@ -7,6 +7,11 @@ a worker process killed mid-run, outputs that cannot be written, and inputs of
 unexpected types. The samples are small generated ones (:mod:`tests.generated`).
 """
 
+import errno
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -233,3 +238,107 @@ def test_killed_worker_loses_nothing(tmp_path, samples, pca_models, client):
         np.testing.assert_array_equal(
             got.variances(flow=True), expected.variances(flow=True)
         )
+
+
+# ---- item 6: outputs that cannot be written --------------------------------------
+
+
+def unwritable(tmp_path):
+    """A folder path below a regular file: mkdir fails even for root."""
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    return tmp_path / "file.txt" / "sub"
+
+
+def disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def half_written(path_argument):
+    """A writer that leaves half a file at its target, then finds the disk full."""
+
+    def write(*args, **kwargs):
+        target = args[path_argument]
+        Path(getattr(target, "name", target)).write_bytes(b"PAR1 half a file")
+        disk_full()
+
+    return write
+
+
+def files_under(folder):
+    return sorted(p.name for p in Path(folder).rglob("*") if p.is_file())
+
+
+def one_file_fileset(tmp_path, path):
+    fileset = {"qcd": {"files": {str(path): "Delphes"}, "metadata": {"process": "qcd"}}}
+    target = tmp_path / "datasets.json"
+    target.write_text(json.dumps(fileset))
+    return fileset, target
+
+
+def test_images_command_with_unwritable_out_fails_clearly(
+    tmp_path, samples, client, caplog
+):
+    from analysis import cli
+
+    _, fileset = one_file_fileset(tmp_path, samples["qcd"].files[0])
+    out = unwritable(tmp_path)
+    argv = ["images", "--fileset", str(fileset), "--dataset", "qcd"]
+    argv += ["--out", str(out), "--scheduler", client.scheduler.address]
+    assert cli.main(argv) == 2
+    assert f"{out}" in caplog.text and "Not a directory" in caplog.text
+
+
+def test_images_on_a_full_disk_fail_and_leave_no_partial_file(
+    tmp_path, samples, monkeypatch
+):
+    import awkward as ak
+
+    from analysis.errors import OutputError
+
+    fileset, _ = one_file_fileset(tmp_path, samples["qcd"].files[0])
+    out = tmp_path / "images"
+    monkeypatch.setattr(ak, "to_parquet", half_written(1))
+    with pytest.raises(OutputError, match="No space left on device"):
+        run(
+            fileset,
+            ImageProcessor(LOOSE, out_dir=out),
+            workers=1,
+            processes=False,  # the patched writer runs in this process
+            step_size=STEP,
+        )
+    assert files_under(out) == []
+
+
+def test_generate_with_unwritable_out_fails_clearly(tmp_path, caplog):
+    from analysis import cli
+
+    out = unwritable(tmp_path)
+    argv = ["generate", "--process", "qcd", "--events", "10", "--out", str(out)]
+    assert cli.main(argv) == 2
+    assert f"cannot write to output folder {out}" in caplog.text
+
+
+def test_results_on_unwritable_or_full_disk_fail_and_leave_no_partial_file(
+    tmp_path, monkeypatch
+):
+    from analysis import fileset as fileset_module
+    from analysis import results
+    from analysis.errors import OutputError
+    from processors.histograms import book
+
+    histograms = book(lazy=False)
+    with pytest.raises(OutputError, match="file.txt"):
+        results.write_results(unwritable(tmp_path), histograms, {})
+
+    folder = tmp_path / "results"
+    with monkeypatch.context() as patch:
+        patch.setattr(results.pickle, "dump", half_written(1))
+        with pytest.raises(OutputError, match="histograms.pkl: No space left"):
+            results.write_results(folder, histograms, {})
+    assert files_under(folder) == []
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fileset_module.json, "dump", half_written(1))
+        with pytest.raises(OutputError, match="run.json: No space left"):
+            results.write_results(folder, histograms, {})
+    assert files_under(folder) == ["histograms.pkl"]
