@@ -138,7 +138,12 @@ _TOBJECT_BITS = 0x03000000
 
 
 def event_record(info, first_number, cross_section):
-    """The ``Event`` collection of a batch: one object per event."""
+    """The ``Event`` collection of a batch: one object per event.
+
+    ``cross_section`` is Pythia's running estimate (pb) after the batch, written
+    to every event of the batch, as Delphes' Pythia 8 reader writes the running
+    ``sigmaGen`` of each event; the last event of a file holds the final value.
+    """
     from generation.detector.simulation import FlatCollection
 
     n = len(info["weight"])

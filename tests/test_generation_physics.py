@@ -70,3 +70,12 @@ def test_response_and_eflow_multiplicity_like_a_real_file(samples, real_delphes_
     assert 0.6 < sum(ours_n.values()) / sum(real_n.values()) < 1.6
     for name in ours_n:
         assert 0.4 < ours_n[name] / real_n[name] < 2.5, name
+
+
+def test_validation_plot(samples, tmp_path):
+    from generation.validation import main
+
+    output = tmp_path / "validation.png"
+    folder = samples["qcd"][0].parent
+    assert main([str(folder), "-o", str(output)]) == 0
+    assert output.stat().st_size > 10_000
