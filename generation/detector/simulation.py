@@ -183,6 +183,9 @@ def simulate(batch, rng, detector=None, record="all"):
         "py": batch.py[visible],
         "pz": batch.pz[visible],
         "E": batch.e[visible],
+        "charge": np.rint(batch.charge[visible]).astype(np.int32),
+        "eem": np.zeros(len(visible)),
+        "ehad": np.zeros(len(visible)),
     }
     gen_counts = np.bincount(batch.event_index[visible], minlength=n_events)
     for name, inputs, counts, (radius, pt_min) in (
