@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -96,10 +97,51 @@ def dataset_files(images_dir, dataset):
     return files
 
 
+# Column -> (test of its Arrow type, what the test wants), for the columns
+# training reads; checked on each file's schema before any row is read.
+_COLUMN_TYPES = {
+    "event": (pa.types.is_integer, "an integer (int64)"),
+    "truth_pass": (pa.types.is_boolean, "a boolean"),
+    "image": (
+        lambda t: (
+            _is_list(t)
+            and _is_list(t.value_type)
+            and pa.types.is_floating(t.value_type.value_type)
+        ),
+        "37 x 37 nested lists of floats (list<list<float>>)",
+    ),
+}
+
+
+def _is_list(arrow_type):
+    """A list type; a fixed-size one (as awkward writes images) of length 37."""
+    if pa.types.is_fixed_size_list(arrow_type):
+        return arrow_type.list_size == IMAGE_SHAPE[0]
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+
+
+def _check_schema(parquet, path, names):
+    """InputError naming ``path`` and the column if one of ``names`` is unusable."""
+    schema = parquet.schema_arrow
+    for name in names:
+        test, wanted = _COLUMN_TYPES[name]
+        if name not in schema.names:
+            raise InputError(
+                f"{path} has no column {name!r} (it has {', '.join(schema.names)}); "
+                "rebuild the images with 'aejets images'"
+            )
+        found = schema.field(name).type
+        if not test(found):
+            raise InputError(
+                f"{path}: column {name!r} has type {found}; expected {wanted}; "
+                "rebuild the images with 'aejets images'"
+            )
+
+
 def _read_column(parquet, path, row_group, name):
     try:
         return parquet.read_row_group(row_group, columns=[name]).column(name)
-    except (KeyError, pq.lib.ArrowInvalid) as err:
+    except (KeyError, pa.ArrowException) as err:
         raise InputError(
             f"{path} row group {row_group} has no readable column {name!r}: {err}; "
             "rebuild the images with 'aejets images'"
@@ -111,8 +153,9 @@ def _scan(files, signal=False):
     for path in files:
         try:
             parquet = pq.ParquetFile(path)
-        except (OSError, pq.lib.ArrowInvalid) as err:
+        except (OSError, pa.ArrowException) as err:
             raise InputError(f"cannot read image file {path}: {err}") from err
+        _check_schema(parquet, path, ["event", "image"] + ["truth_pass"] * signal)
         for row_group in range(parquet.num_row_groups):
             events = _read_column(parquet, path, row_group, "event").to_numpy()
             passing = np.ones(len(events), bool)

@@ -342,3 +342,59 @@ def test_results_on_unwritable_or_full_disk_fail_and_leave_no_partial_file(
         with pytest.raises(OutputError, match="run.json: No space left"):
             results.write_results(folder, histograms, {})
     assert files_under(folder) == ["histograms.pkl"]
+
+
+# ---- item 7: inputs from elsewhere with unexpected types -------------------------
+
+N_JETS = 16
+
+
+def image_table(**replace):
+    """The columns of an image Parquet file as ``aejets images`` writes them."""
+    import awkward as ak
+
+    images = np.random.default_rng(2).random((N_JETS, 37, 37), dtype=np.float32)
+    columns = {
+        "image": ak.from_numpy(images, regulararray=True),  # (jets, 37, 37)
+        "pt": np.full(N_JETS, 850.0),
+        "mass": np.full(N_JETS, 170.0),
+        "event": np.arange(N_JETS, dtype=np.int64),
+        "weight": np.ones(N_JETS),
+        "truth_pass": np.ones(N_JETS, dtype=bool),
+    }
+    columns.update(replace)
+    return ak.zip(
+        {name: value for name, value in columns.items() if value is not None},
+        depth_limit=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("image", None, "has no column 'image'"),
+        ("event", None, "has no column 'event'"),
+        ("event", [str(n) for n in range(N_JETS)], "'event' has type string"),
+        ("event", np.arange(N_JETS) + 0.5, "'event' has type double"),
+        ("image", np.zeros((N_JETS, 37 * 37), np.float32), "'image' has type"),
+        ("image", np.zeros((N_JETS, 37, 37), np.int32), "int32"),
+        ("truth_pass", np.ones(N_JETS), "'truth_pass' has type double"),
+    ],
+)
+def test_training_refuses_parquet_of_unexpected_types(tmp_path, column, value, message):
+    import awkward as ak
+
+    from analysis.errors import InputError
+    from models.data import prepare_training_data
+
+    for name, table in (("qcd", image_table()), ("top", image_table())):
+        (tmp_path / name).mkdir()
+        ak.to_parquet(table, tmp_path / name / "part-0.parquet")
+    data = prepare_training_data(tmp_path, "qcd", contamination=("top", 0.2))
+    assert data.n_train + data.n_validation > 0  # the layout of aejets images
+
+    bad = "top" if column == "truth_pass" else "qcd"
+    ak.to_parquet(image_table(**{column: value}), tmp_path / bad / "part-0.parquet")
+    with pytest.raises(InputError, match=message) as error:
+        prepare_training_data(tmp_path, "qcd", contamination=("top", 0.2))
+    assert f"{tmp_path / bad / 'part-0.parquet'}" in str(error.value)
