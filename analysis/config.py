@@ -83,6 +83,9 @@ class RunConfig(_Strict):
     fileset: Path = Path("datasets.json")
     events: dict[str, int] = Field(default_factory=dict)
     jobs: int = Field(1, ge=1)
+    # "hard" keeps only the hard process and resonance decays in Particle (about a
+    # third of the file size); truth matching needs nothing more.
+    particles: Literal["all", "hard"] = "all"
     chunk_size: int = Field(2000, ge=1)
     train_dataset: str = "qcd"
     models: list[ModelSpec]

@@ -99,6 +99,7 @@ def prepare_fileset(config, paths, progress=_no_progress):
             jobs=config.jobs,
             shower=recipe.get("shower", "pythia"),
             progress=progress(f"generate {name}", events),
+            particles=recipe.get("particles", config.particles),
             **({"mass": recipe["mass"]} if "mass" in recipe else {}),
         )
         metadata = dict(entry["metadata"], **result.metadata)
