@@ -12,6 +12,7 @@ least one dimension besides the batch.
 """
 
 import argparse
+import ctypes
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
 
 log = logging.getLogger("aejets.triton")
 
@@ -87,12 +88,19 @@ def bind_models(triton, models_dir, names, max_batch_size, queue_delay_us):
 
 
 def stop_on_sigterm():
-    """SIGTERM stops the server like Ctrl-C: pytriton unloads models and cleans up."""
+    """SIGTERM stops the server like Ctrl-C: pytriton unloads models and cleans up.
+
+    The parent's death sends SIGTERM too (Linux), so that a killed ``aejets serve``
+    or test run leaves no server behind.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def main(argv=None):
@@ -111,11 +119,16 @@ def main(argv=None):
         strict_readiness=True,
         exit_timeout_secs=5,
     )
-    with Triton(config=config) as triton:
+    # Models are written to a local model store before the server starts, so that
+    # /v2/health/ready answers only once every model is loaded.
+    policy = TritonLifecyclePolicy(
+        launch_triton_on_startup=False, local_model_store=True
+    )
+    with Triton(config=config, triton_lifecycle_policy=policy) as triton:
         bind_models(
             triton, args.models, args.names, args.max_batch_size, args.queue_delay_us
         )
-        triton.connect()  # returns once every bound model is loaded
+        triton.run()  # starts the server; returns once every model is loaded
         print(READY_LINE, flush=True)
         triton.serve()
     return 0

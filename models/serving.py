@@ -309,7 +309,7 @@ class TritonServer:
                     f"{self.process.returncode} before it was ready; log "
                     f"{self.log_path}:\n{self._log_tail()}"
                 )
-            if all(_get(url) for url in endpoints):
+            if READY_LINE in self._log_tail() and all(_get(url) for url in endpoints):
                 return
             time.sleep(0.5)
         raise ServingError(
@@ -350,3 +350,5 @@ def triton_server(models_dir, grpc_port=0, http_port=0, timeout=300.0, **kwargs)
         yield server.url
     finally:
         server.stop()
+    if "log_path" not in kwargs:  # a temporary log is kept only after a failure
+        server.log_path.unlink(missing_ok=True)

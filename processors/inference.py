@@ -123,7 +123,12 @@ class TritonScorer(triton_wrapper):
         self.timeout_s = timeout_s
 
     def _with_retries(self, what, call):
-        """``call()``, retried on connection errors; ServingError when they persist."""
+        """``call()``, retried on connection errors; ServingError when they persist.
+
+        The errors are raised ``from None``: the message carries the client's error,
+        whose gRPC objects cannot be pickled, and dask pickles an error with its
+        cause, which would turn a ServingError into an anonymous Exception.
+        """
         from tritonclient.utils import InferenceServerException
 
         wait = 0.1
@@ -137,7 +142,7 @@ class TritonScorer(triton_wrapper):
                         f"Triton server {self.server_url} refused {what} of model "
                         f"{self.model!r} version {self.version}: {err}; check that "
                         "the server serves this model ('aejets serve --models DIR')"
-                    ) from err
+                    ) from None
                 last = err
             if attempt < self.retries:
                 time.sleep(wait)
@@ -146,7 +151,7 @@ class TritonScorer(triton_wrapper):
             f"Triton server {self.server_url} unreachable for {what} of model "
             f"{self.model!r} after {self.retries + 1} attempts: {last}; start it with "
             "'aejets serve --models DIR' or pass the URL it logs with --triton"
-        ) from last
+        ) from None
 
     def _create_model_metadata(self):
         return self._with_retries(
@@ -167,6 +172,12 @@ class TritonScorer(triton_wrapper):
                 client_timeout=self.timeout_s,
             ),
         )
+
+    def __call__(self, images):
+        if self.get_awkward_lib(images) is None:  # numpy in, numpy out
+            outputs = self._call_numpy(["loss"], {"images": np.asarray(images)})
+            return outputs["loss"]
+        return super().__call__(images)
 
     def prepare_awkward(self, images):
         return (), {"output_list": ["loss"], "input_dict": {"images": images}}

@@ -271,8 +271,8 @@ def score_fileset(
         processes=processes,
         progress=progress,
     )
-    for failure in result.failures:
-        if failure["reason"].startswith("ServingError"):
+    for failure in result.failures:  # the runner records them as text
+        if "ServingError" in failure["reason"]:
             message = failure["reason"].removeprefix("ServingError: ")
             raise ServingError(f"dataset {failure['dataset']!r}: {message}")
     output = result.output or {}

@@ -245,3 +245,40 @@ def test_score_command_writes_parquet_histograms_and_report(
         histograms, reference_histograms(rows, "ttbar", ["pca"], 1.0)
     )
     assert (out / "report.json").is_file()
+
+
+def test_export_triton_repository_matches_the_saved_models(models_dir, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from models.triton_repo import signature_tensors
+
+    repo = tmp_path / "repo"
+    argv = ["export-triton", "--models", str(models_dir), "--out", str(repo)]
+    assert cli.main([*argv, "--max-batch-size", "512"]) == 0
+
+    assert sorted(p.name for p in repo.iterdir()) == ["dense", "pca"]
+    for name in ("dense", "pca"):
+        config = text_format.Parse(
+            (repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+        )
+        saved_model = repo / name / "1" / "model.savedmodel"
+        inputs, outputs = signature_tensors(saved_model)  # the copy loads
+        assert inputs == {"images": ("float32", (None, 37, 37, 1))}
+        assert outputs == {
+            "loss": ("float32", (None,)),
+            "reconstruction": ("float32", (None, 37, 37, 1)),
+        }
+        assert config.name == name
+        assert config.platform == "tensorflow_savedmodel"
+        assert config.max_batch_size == 512
+        assert config.dynamic_batching.preferred_batch_size == [512]
+        (images,) = config.input
+        assert (images.name, list(images.dims)) == ("images", [37, 37, 1])
+        assert images.data_type == model_config_pb2.TYPE_FP32
+        declared = {o.name: o for o in config.output}
+        assert list(declared["reconstruction"].dims) == [37, 37, 1]
+        # loss is (batch,): one element per jet, reshaped to a scalar.
+        assert list(declared["loss"].dims) == [1]
+        assert declared["loss"].HasField("reshape")
+        assert list(declared["loss"].reshape.shape) == []
