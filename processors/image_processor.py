@@ -65,6 +65,9 @@ JET_FIELDS = {
     "truth_pass": np.bool_,
 }
 PARTICLE_FIELDS = ("PID", "D1", "D2", "Eta", "Phi")
+# Leaves read as integers; every other leaf the jets need is floating point, as
+# Delphes writes it. A file from elsewhere with other types is refused, not cast.
+INTEGER_LEAVES = ("Number", "PID", "D1", "D2")
 
 
 class JetImages(NamedTuple):
@@ -109,7 +112,8 @@ def input_columns(events, config, with_particles):
     """{"Collection.Field": array} of every branch the jets need.
 
     A missing collection or field raises InputError naming the file, the branch
-    and the collections the file has.
+    and the collections the file has; so does a leaf of an unexpected type (an
+    integer where Delphes writes a float, or the reverse).
     """
     wanted = [("Event", "Number"), ("Event", "Weight")]
     for source in config.sources:
@@ -123,17 +127,37 @@ def input_columns(events, config, with_particles):
     for collection, field in wanted:
         if collection not in events.fields or field not in events[collection].fields:
             raise InputError(_missing_message(events, collection, field, config))
-        columns[f"{collection}.{field}"] = events[collection][field]
+        column = events[collection][field]
+        _check_leaf_type(events, collection, field, column)
+        columns[f"{collection}.{field}"] = column
     return columns
 
 
-def _missing_message(events, collection, field, config):
+def _check_leaf_type(events, collection, field, column):
+    form = column.form if _is_dask(column) else column.layout.form
+    while hasattr(form, "content"):  # (events, var) lists -> their leaf
+        form = form.content
+    primitive = getattr(form, "primitive", None) or type(form).__name__
+    integer = field in INTEGER_LEAVES
+    if not primitive.lstrip("u").startswith("int" if integer else "float"):
+        raise InputError(
+            f"{_file_of(events)}: branch {collection}/{collection}.{field} holds "
+            f"{primitive}; expected {'integers' if integer else 'floating point'} "
+            "as Delphes writes it; convert the file or make it with 'aejets generate'"
+        )
+
+
+def _file_of(events):
     metadata = getattr(events, "metadata", None) or {}
-    file = metadata.get("filename") or (
+    return metadata.get("filename") or (
         f"a file of dataset {metadata['dataset']!r}"
         if metadata.get("dataset")
         else "the input"
     )
+
+
+def _missing_message(events, collection, field, config):
+    file = _file_of(events)
     have = sorted(f for f in events.fields if not f.endswith(".offsets"))
     hint = ""
     if collection in (s.name for s in config.sources):
