@@ -169,7 +169,8 @@ def _graphs(available, processor, schema, fail_fast):
     """[(dataset, file, entries, (output, report))], one graph per file; failures.
 
     A file the processor rejects while building its graph (an InputError: a
-    missing collection, a wrong type) is recorded with its entries and left out.
+    missing collection, a wrong type) or whose branches the schema cannot build
+    its collections from (a KeyError) is recorded with its entries and left out.
     """
     import zlib
 
@@ -192,7 +193,8 @@ def _graphs(available, processor, schema, fail_fast):
                 result = apply_to_fileset(
                     processor, single, schemaclass=schema, uproot_options=options
                 )
-            except InputError as err:
+            except (InputError, KeyError) as err:
+                # KeyError: coffea's schema misses a branch it builds on (Eta...).
                 if fail_fast:
                     raise InputError(f"dataset {name!r}: {file}: {err}") from err
                 log.warning("dataset %r: skipping %s: %s", name, file, err)
@@ -212,11 +214,14 @@ def _entries_of(spec):
 
 def _file_failure(name, file, spec, err):
     """A failure record for a whole readable file, with the entries it holds."""
+    reason = f"{type(err).__name__}: {err}"
+    if isinstance(err, KeyError):
+        reason = f"the Delphes schema needs a field the file lacks ({reason})"
     return {
         "dataset": name,
         "file": file,
         "entries": _entries_of(spec),
-        "reason": f"{type(err).__name__}: {err}",
+        "reason": reason,
     }
 
 

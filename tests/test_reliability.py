@@ -398,3 +398,88 @@ def test_training_refuses_parquet_of_unexpected_types(tmp_path, column, value, m
     with pytest.raises(InputError, match=message) as error:
         prepare_training_data(tmp_path, "qcd", contamination=("top", 0.2))
     assert f"{tmp_path / bad / 'part-0.parquet'}" in str(error.value)
+
+
+def cast_leaf(collection, field, dtype):
+    def change(collections):
+        out = dict(collections)
+        records = out[collection]
+        values = records[f"{collection}.{field}"]
+        out[collection] = ak_with_field(records, values, dtype, f"{collection}.{field}")
+        return out
+
+    return change
+
+
+def ak_with_field(records, values, dtype, name):
+    import awkward as ak
+
+    return ak.with_field(records, ak.values_astype(values, dtype), name)
+
+
+def drop_leaf(collection, field):
+    def change(collections):
+        out = dict(collections)
+        records = out[collection]
+        out[collection] = records[
+            [f for f in records.fields if f != f"{collection}.{field}"]
+        ]
+        return out
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (cast_leaf("EFlowTrack", "PT", np.int32), "EFlowTrack.PT holds int32"),
+        (cast_leaf("EFlowPhoton", "Eta", np.int16), "EFlowPhoton.Eta holds int16"),
+        (cast_leaf("Event", "Number", np.float64), "Event.Number holds float64"),
+    ],
+)
+def test_delphes_file_of_unexpected_types_names_file_and_branch(
+    tmp_path, samples, change, message
+):
+    from coffea.nanoevents import DelphesSchema, NanoEventsFactory
+
+    from analysis.errors import InputError
+
+    path = faults.rewrite_delphes(
+        samples["qcd"].files[0], tmp_path / "elsewhere.root", change
+    )
+    events = NanoEventsFactory.from_root(
+        {str(path): "Delphes"},
+        schemaclass=DelphesSchema,
+        mode="virtual",
+        metadata={"filename": str(path)},
+    ).events()
+    with pytest.raises(InputError, match=message) as error:
+        jets_and_images(events, LOOSE)
+    assert str(error.value).startswith(f"{path}: branch")
+
+
+def test_runner_records_files_of_unexpected_types_and_fail_fast_stops(
+    tmp_path, samples, client
+):
+    from analysis.errors import InputError
+
+    source = samples["qcd"].files[0]
+    no_eta = faults.rewrite_delphes(
+        source, tmp_path / "no_eta.root", drop_leaf("EFlowTrack", "Eta")
+    )
+    int_pt = faults.rewrite_delphes(
+        source, tmp_path / "int_pt.root", cast_leaf("EFlowTrack", "PT", np.int32)
+    )
+    files = {str(p): "Delphes" for p in (source, no_eta, int_pt)}
+    fileset = {"qcd": {"files": files, "metadata": {"process": "qcd"}}}
+    result = run(fileset, ImageProcessor(LOOSE), scheduler=client, step_size=200)
+
+    assert result.output["qcd"]["events"] == entries(source)
+    reasons = {f["file"]: f["reason"] for f in result.failures}
+    assert set(reasons) == {str(no_eta), str(int_pt)}
+    assert "'Eta'" in reasons[str(no_eta)]
+    assert "EFlowTrack/EFlowTrack.PT holds int32" in reasons[str(int_pt)]
+
+    del files[str(no_eta)]
+    with pytest.raises(InputError, match="int_pt.root: .*PT holds int32"):
+        run(fileset, ImageProcessor(LOOSE), scheduler=client, fail_fast=True)
