@@ -483,3 +483,85 @@ def test_runner_records_files_of_unexpected_types_and_fail_fast_stops(
     del files[str(no_eta)]
     with pytest.raises(InputError, match="int_pt.root: .*PT holds int32"):
         run(fileset, ImageProcessor(LOOSE), scheduler=client, fail_fast=True)
+
+
+# ---- item 5: generation killed mid-way -------------------------------------------
+
+# `aejets generate --jobs 1` in a child process, with files of 40 events (the
+# production default is 20k) so that a small sample has two files.
+GENERATE = """
+import sys
+import generation.production as production
+from analysis import cli
+production.MAX_EVENTS_PER_FILE = 40
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def generate_argv(out, seed=11):
+    return ["generate", "--process", "qcd", "--events", "80", "--jobs", "1"] + [
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
+
+
+def delphes_content(folder):
+    """{file name: {branch: numpy array}} of every sample file in ``folder``."""
+    import uproot
+
+    content = {}
+    for path in sorted(Path(folder).glob("*.root")):
+        with uproot.open(path) as handle:
+            arrays = handle["Delphes"].arrays(library="ak")
+            content[path.name] = {f: arrays[f] for f in arrays.fields}
+    return content
+
+
+@pytest.mark.slow
+def test_generation_killed_after_one_file_completes_on_rerun(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import awkward as ak
+
+    from generation.production import file_name
+
+    killed = tmp_path / "killed"
+    first = killed / file_name("qcd", "pythia", 11, 0)
+    second = killed / file_name("qcd", "pythia", 11, 1)
+    argv = [sys.executable, "-c", GENERATE, *generate_argv(killed)]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not first.exists() and child.poll() is None:
+        assert time.monotonic() < deadline, "the first file never appeared"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+    assert first.exists() and not second.exists()
+    first_mtime = first.stat().st_mtime_ns
+
+    subprocess.run(argv, check=True, capture_output=True, timeout=300)
+    assert first.stat().st_mtime_ns == first_mtime  # kept, not redone
+    assert sorted(p.name for p in killed.iterdir()) == [first.name, second.name]
+
+    whole = tmp_path / "whole"
+    subprocess.run(
+        [sys.executable, "-c", GENERATE, *generate_argv(whole)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    resumed, expected = delphes_content(killed), delphes_content(whole)
+    assert sorted(resumed) == sorted(expected) == [first.name, second.name]
+    for name, branches in expected.items():
+        assert sorted(resumed[name]) == sorted(branches)
+        for branch, values in branches.items():
+            assert ak.array_equal(resumed[name][branch], values, equal_nan=True), (
+                name,
+                branch,
+            )
