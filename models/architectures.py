@@ -14,6 +14,7 @@ The ``cpu`` preset keeps the layer structure with fewer filters.
 import math
 
 import keras
+import numpy as np
 
 from models.scorer import IMAGE_SHAPE
 
@@ -24,6 +25,7 @@ __all__ = [
     "build_cnn",
     "choose_preset",
     "forward_flops",
+    "set_mean_image",
 ]
 
 N_PIXELS = math.prod(IMAGE_SHAPE)  # 1369
@@ -44,9 +46,19 @@ def choose_preset(preset="auto"):
     return "paper" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
-def _softmax_image(pixels):
-    """Softmax over all pixels of (batch, 37, 37, 1) or (batch, 1369) logits."""
+def _softmax_image(pixels, offset=False):
+    """Softmax over all pixels of (batch, 37, 37, 1) or (batch, 1369) logits.
+
+    With ``offset``, a fixed per-pixel logit (set by :func:`set_mean_image`) is
+    added first; a zero-kernel Dense layer carries it so that the model needs no
+    custom layer.
+    """
     flat = keras.layers.Flatten(name="logits")(pixels)  # (batch, 1369)
+    if offset:
+        prior = keras.layers.Dense(
+            N_PIXELS, kernel_initializer="zeros", trainable=False, name="mean_image"
+        )(flat)  # (batch, 1369), = log(mean training image) for every jet
+        flat = keras.layers.Add(name="logits_plus_mean")([flat, prior])
     probabilities = keras.layers.Softmax(name="softmax")(flat)  # (batch, 1369)
     return keras.layers.Reshape(IMAGE_SHAPE, name="image")(probabilities)
 
@@ -87,7 +99,27 @@ def build_cnn(latent=6, filters=128, hidden=32):
     x = keras.layers.UpSampling2D(2, name="decoder_up2")(x)  # (batch, 40, 40, f)
     x = keras.layers.Conv2D(1, 3, padding="same", name="decoder_conv3")(x)
     x = keras.layers.Cropping2D(PAD, name="crop")(x)  # (batch, 37, 37, 1)
-    return keras.Model(images, _softmax_image(x), name="cnn")
+    return keras.Model(images, _softmax_image(x, offset=True), name="cnn")
+
+
+def set_mean_image(autoencoder, mean_image, floor=1e-6):
+    """Start the reconstruction from the mean training image (n, 37, 37[, 1]).
+
+    Softmax outputs start uniform (1/1369 per pixel) while jet images put a large
+    share of their pT in a few central pixels; from there Adam needs thousands of
+    steps to reach even the mean image (a plateau near 1e-4 pixel MSE on real
+    jets). Setting the output logits to log(mean image) starts training where PCA
+    with k = 0 ends. Dense: the initial bias of the output layer (still trained).
+    CNN: its last convolution has no per-pixel bias, so a fixed per-pixel logit is
+    added before the softmax; the network learns the correction to the mean image.
+    """
+    logits = np.log(np.asarray(mean_image, np.float64).reshape(-1) + floor)
+    logits = (logits - logits.mean()).astype(np.float32)  # (1369,)
+    names = {layer.name for layer in autoencoder.layers}
+    name = "mean_image" if "mean_image" in names else "decoder_output"
+    layer = autoencoder.get_layer(name)
+    kernel, _ = layer.get_weights()
+    layer.set_weights([kernel if name == "decoder_output" else kernel * 0, logits])
 
 
 def forward_flops(model):

@@ -15,7 +15,7 @@ import numpy as np
 from analysis.fileset import write_json_atomic
 from models.data import iter_images, prepare_training_data
 from models.pca import fit_pca
-from models.training import ARCHITECTURES, pca_losses, train
+from models.training import ARCHITECTURES, BATCH_SIZE, pca_losses, train
 
 __all__ = ["latent_scan", "plot_latent_scan"]
 
@@ -49,7 +49,7 @@ def latent_scan(
     epochs=10,
     preset="auto",
     seed=1,
-    batch_size=256,
+    batch_size=BATCH_SIZE,
     patience=3,
     validation_fraction=0.1,
     out_dir=None,

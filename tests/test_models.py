@@ -163,7 +163,7 @@ def test_qcd_trained_model_reconstructs_qcd_better_than_top(
         architecture,
         images_dir,
         "qcd",
-        epochs=15 if architecture == "dense" else 3,
+        epochs=8 if architecture == "dense" else 3,
         preset="cpu",
         batch_size=32,
         seed=3,
@@ -211,7 +211,13 @@ def test_latent_scan_writes_spectrum_and_losses(images_dir, tmp_path):
     from models.latent import latent_scan
 
     result = latent_scan(
-        images_dir, "qcd", [1, 3], ("pca", "dense"), epochs=1, out_dir=tmp_path
+        images_dir,
+        "qcd",
+        [1, 3],
+        ("pca", "dense"),
+        epochs=1,
+        batch_size=128,
+        out_dir=tmp_path,
     )
     assert (tmp_path / "latent_scan_pca_dense.png").stat().st_size > 0
     assert json.loads((tmp_path / "latent_scan_pca_dense.json").read_text()) == result

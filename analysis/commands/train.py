@@ -56,7 +56,7 @@ def register(subparsers):
     add("--latent", type=int, default=6, help="latent dimension k (6)")
     add("--epochs", type=int, default=20, help="most epochs; early stopping (20)")
     add("--patience", type=int, default=5, help="early-stopping patience (5)")
-    add("--batch-size", type=int, default=256, help="jets per batch (256)")
+    add("--batch-size", type=int, default=32, help="jets per batch (32)")
     add("--out", type=Path, default=Path("models-trained"), help="(models-trained)")
     add("--name", help="model folder name (default: model or model_SIGNALFRACTION)")
     add(
