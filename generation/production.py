@@ -243,6 +243,12 @@ def run_job(job, progress=None):
                 if report:
                     report(batch.n_events)
         os.replace(partial, job.path)
+    except OSError as err:  # a full disk, a folder gone: no partial file is left
+        partial.unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write {job.path}: {err.strerror or err}; free some space or "
+            "choose another folder with --out, then rerun to complete the sample"
+        ) from err
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -318,6 +318,18 @@ def test_generate_with_unwritable_out_fails_clearly(tmp_path, caplog):
     assert f"cannot write to output folder {out}" in caplog.text
 
 
+def test_generate_on_a_full_disk_fails_and_leaves_no_partial_file(
+    tmp_path, monkeypatch
+):
+    from analysis.errors import OutputError
+    from generation import delphes_format, generate_sample
+
+    monkeypatch.setattr(delphes_format.DelphesWriter, "write", disk_full)
+    with pytest.raises(OutputError, match="qcd_s4_000.root: No space left"):
+        generate_sample("qcd", 10, tmp_path / "samples", seed=4)
+    assert files_under(tmp_path / "samples") == []
+
+
 def test_results_on_unwritable_or_full_disk_fail_and_leave_no_partial_file(
     tmp_path, monkeypatch
 ):
