@@ -50,14 +50,15 @@ def _softmax_image(pixels, offset=False):
     """Softmax over all pixels of (batch, 37, 37, 1) or (batch, 1369) logits.
 
     With ``offset``, a fixed per-pixel logit (set by :func:`set_mean_image`) is
-    added first; a zero-kernel Dense layer carries it so that the model needs no
-    custom layer.
+    added first, carried by a bias-free Dense layer on a constant one so that the
+    model needs no custom layer (1369 weights, 1369 multiply-adds per jet).
     """
     flat = keras.layers.Flatten(name="logits")(pixels)  # (batch, 1369)
     if offset:
+        one = keras.ops.ones_like(flat[:, :1])  # (batch, 1)
         prior = keras.layers.Dense(
-            N_PIXELS, kernel_initializer="zeros", trainable=False, name="mean_image"
-        )(flat)  # (batch, 1369), = log(mean training image) for every jet
+            N_PIXELS, use_bias=False, trainable=False, name="mean_image"
+        )(one)  # (batch, 1369), = log(mean training image) for every jet
         flat = keras.layers.Add(name="logits_plus_mean")([flat, prior])
     probabilities = keras.layers.Softmax(name="softmax")(flat)  # (batch, 1369)
     return keras.layers.Reshape(IMAGE_SHAPE, name="image")(probabilities)
@@ -116,10 +117,11 @@ def set_mean_image(autoencoder, mean_image, floor=1e-6):
     logits = np.log(np.asarray(mean_image, np.float64).reshape(-1) + floor)
     logits = (logits - logits.mean()).astype(np.float32)  # (1369,)
     names = {layer.name for layer in autoencoder.layers}
-    name = "mean_image" if "mean_image" in names else "decoder_output"
-    layer = autoencoder.get_layer(name)
-    kernel, _ = layer.get_weights()
-    layer.set_weights([kernel if name == "decoder_output" else kernel * 0, logits])
+    if "mean_image" in names:
+        autoencoder.get_layer("mean_image").set_weights([logits[np.newaxis]])
+    else:
+        output = autoencoder.get_layer("decoder_output")
+        output.set_weights([output.get_weights()[0], logits])
 
 
 def forward_flops(model):
