@@ -11,7 +11,7 @@ DESCRIPTION = """\
 Train one model of the study on the training-pool jets (even event numbers) of a
 dataset's images (IMAGES/<dataset>/part-*.parquet from 'aejets images') and write
 OUT/<name>/ with model.keras, saved_model/ and card.json. With --contamination
-top:0.05, 5%% of the training jets are signal jets (the unsupervised mode); their
+top:0.05, 5% of the training jets are signal jets (the unsupervised mode); their
 event numbers go into the model card. With --latent-scan, measure the validation
 loss against the latent dimension (and the PCA eigenvalue spectrum) instead and
 write OUT/latent_scan_<model>.json and .png."""
@@ -57,7 +57,12 @@ def register(subparsers):
     add("--epochs", type=int, default=20, help="most epochs; early stopping (20)")
     add("--patience", type=int, default=5, help="early-stopping patience (5)")
     add("--batch-size", type=int, default=32, help="jets per batch (32)")
-    add("--out", type=Path, default=Path("models-trained"), help="(models-trained)")
+    add(
+        "--out",
+        type=Path,
+        default=Path("models-trained"),
+        help="models folder (models-trained)",
+    )
     add("--name", help="model folder name (default: model or model_SIGNALFRACTION)")
     add(
         "--preset",
