@@ -35,9 +35,10 @@ from analysis.errors import InputError, OutputError
 from processors.images import N_PIXELS, jet_images
 from processors.jets import (
     JetConfig,
-    clean_constituents,
-    cluster_jets,
-    jet_constituents,
+    clean_flat,
+    cluster_momenta,
+    four_momenta_flat,
+    jet_constituents_flat,
     truth_flags,
 )
 
@@ -190,12 +191,12 @@ class _ChunkFunction:
 
 def _chunk(columns, spec):
     config = spec.config
-    pt, eta, phi, mass = _constituents(columns, config)  # (events, var) each
-    pt, eta, phi, mass, dropped = clean_constituents(pt, eta, phi, mass)
-    jets = cluster_jets(pt, eta, phi, mass, config)  # (events, jets)
+    counts, flat = _constituents(columns, config)  # (events,), 4 x (constituents,)
+    sizes, (pt, eta, phi, mass), dropped = clean_flat(counts, *flat)
+    jets = cluster_momenta(four_momenta_flat(sizes, pt, eta, phi, mass), config)
 
-    counts = ak.to_numpy(ak.num(jets["pt"], axis=1))  # (events,)
-    c_pt, c_eta, c_phi = jet_constituents(jets["index"], pt, eta, phi)
+    counts = ak.to_numpy(ak.num(jets["pt"], axis=1))  # (events,): selected jets
+    c_pt, c_eta, c_phi = jet_constituents_flat(jets["index"], sizes, pt, eta, phi)
     n_constituents = ak.to_numpy(ak.num(c_pt, axis=1))  # (jets,)
     jet_eta = ak.to_numpy(ak.flatten(jets["eta"]))
     jet_phi = ak.to_numpy(ak.flatten(jets["phi"]))
@@ -230,7 +231,7 @@ def _chunk(columns, spec):
         "truth_merged": merged,
         "truth_pass": matched & merged,
     }
-    return _assemble(flat, images, counts, ak.to_numpy(dropped))
+    return _assemble(flat, images, counts, dropped)
 
 
 def _process_of(config, resonance):
@@ -238,21 +239,22 @@ def _process_of(config, resonance):
 
 
 def _constituents(columns, config):
-    """Constituents of all configured collections, (events, var) per quantity.
+    """Constituents of all configured collections, flat.
 
-    Per event: the first collection's constituents, then the second's, and so on;
-    merged on the flat numpy contents (awkward's concatenate is slower).
+    Returns ``(counts (events,), (pt, eta, phi, mass))`` with each quantity a
+    (constituents,) float64 numpy array grouped by event: per event the first
+    collection's constituents, then the second's, and so on.
     """
     sources = []
     for source in config.sources:
         pt = columns[f"{source.name}.{source.pt}"]
         counts = ak.to_numpy(ak.num(pt, axis=1))  # (events,)
         values = [pt, columns[f"{source.name}.Eta"], columns[f"{source.name}.Phi"]]
+        if source.mass:
+            values.append(columns[f"{source.name}.{source.mass}"])
         flat = [ak.to_numpy(ak.flatten(v, axis=1)) for v in values]
-        mass = columns[f"{source.name}.{source.mass}"] if source.mass else None
-        flat.append(
-            np.zeros(len(flat[0])) if mass is None else ak.to_numpy(ak.flatten(mass))
-        )
+        if not source.mass:
+            flat.append(np.zeros(len(flat[0])))
         sources.append((counts, flat))
 
     total = sum(counts for counts, _ in sources)  # (events,)
@@ -261,12 +263,13 @@ def _constituents(columns, config):
     before = np.zeros_like(total)  # constituents of earlier collections
     for counts, flat in sources:
         own_start = np.cumsum(counts) - counts
-        shift = np.repeat(start + before - own_start, counts)
-        target = shift + np.arange(int(counts.sum()))
+        target = np.repeat(start + before - own_start, counts) + np.arange(
+            int(counts.sum())
+        )
         for out, values in zip(merged, flat, strict=True):
             out[target] = values
         before = before + counts
-    return tuple(ak.unflatten(values, total) for values in merged)
+    return total, tuple(merged)
 
 
 def _assemble(flat, images, counts, dropped):

@@ -104,4 +104,7 @@ def _flat(array):
 
 def _fold(dphi):
     """Fold angle differences into (-pi, pi]."""
+    if np.abs(dphi).max(initial=0.0) < 3 * np.pi:  # the usual case: phi in [-pi, pi]
+        dphi = np.where(dphi > np.pi, dphi - 2 * np.pi, dphi)
+        return np.where(dphi <= -np.pi, dphi + 2 * np.pi, dphi)
     return np.pi - (np.pi - dphi) % (2 * np.pi)

@@ -5,8 +5,9 @@ Pipeline of :func:`cluster_jets`, on eager awkward arrays of one chunk of events
 1. constituents: the configured collections (energy-flow objects by default,
    calorimeter towers as an option) concatenated per event, as (pt, eta, phi, mass);
    photons, neutral hadrons and towers are massless, tracks carry their mass;
-2. cleaning: a constituent whose pT is not finite and positive, or whose eta, phi or
-   four-momentum is not finite, is dropped and counted per event;
+2. cleaning: a constituent whose pT is not finite and positive, whose phi or mass
+   is not finite, or whose abs(eta) is not below 100, is dropped and counted per
+   event;
 3. clustering: anti-kT with fastjet (radius ``JetConfig.radius``) on the cleaned
    constituents;
 4. selection: the ``max_jets`` leading jets of each event by pT, kept when
@@ -31,13 +32,17 @@ __all__ = [
     "ConstituentSource",
     "JetConfig",
     "clean_constituents",
+    "clean_flat",
     "cluster_jets",
+    "cluster_momenta",
     "delta_r",
+    "four_momenta_flat",
     "jet_constituents",
+    "jet_constituents_flat",
     "truth_flags",
 ]
 
-QUARK_PIDS = (1, 2, 3, 4, 5)
+MAX_ABS_ETA = 100.0
 W_PID = 24
 
 
@@ -124,33 +129,46 @@ def clean_constituents(pt, eta, phi, mass):
 
     All arguments are (events, var) awkward arrays. Returns the cleaned
     ``(pt, eta, phi, mass)`` as float64 and the number dropped per event,
-    (events,). The work is on the flat numpy contents, then regrouped by event.
+    (events,).
     """
     counts, pt = _flat(pt)
     eta, phi, mass = (_flat(a)[1] for a in (eta, phi, mass))
-    with np.errstate(over="ignore", invalid="ignore"):
-        pz = pt * np.sinh(eta)  # overflows to inf for absurd eta: dropped too
+    kept, cleaned, dropped = clean_flat(counts, pt, eta, phi, mass)
+    return (*(ak.unflatten(a, kept) for a in cleaned), ak.Array(dropped))
+
+
+def clean_flat(counts, pt, eta, phi, mass):
+    """:func:`clean_constituents` on flat numpy arrays.
+
+    ``counts``: (events,) constituents per event; the others (constituents,)
+    float64. Returns ``(kept counts (events,), (pt, eta, phi, mass) cleaned,
+    dropped (events,))``. Usable: finite positive pT, finite eta, phi and mass,
+    and abs(eta) < 100 (beyond, pT sinh(eta) may overflow; no detector sees it).
+    """
+    with np.errstate(invalid="ignore"):
         good = (
             np.isfinite(pt)
             & (pt > 0)
-            & np.isfinite(eta)
+            & (np.abs(eta) < MAX_ABS_ETA)
             & np.isfinite(phi)
             & np.isfinite(mass)
-            & np.isfinite(pz)
         )
     event = np.repeat(np.arange(len(counts)), counts)  # (constituents,)
     kept = np.bincount(event[good], minlength=len(counts))  # (events,)
-    cleaned = (ak.unflatten(a[good], kept) for a in (pt, eta, phi, mass))
-    return (*cleaned, ak.Array(counts - kept))
+    return kept, tuple(a[good] for a in (pt, eta, phi, mass)), counts - kept
 
 
-def _four_momenta(pt, eta, phi, mass):
-    counts, pt = _flat(pt)
-    eta, phi, mass = (_flat(a)[1] for a in (eta, phi, mass))
+def four_momenta_flat(counts, pt, eta, phi, mass):
+    """(events, var) Momentum4D records (px, py, pz, E) from flat numpy arrays."""
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
     flat = ak.zip({"px": px, "py": py, "pz": pz, "E": energy})
     return ak.with_name(ak.unflatten(flat, counts), "Momentum4D")
+
+
+def _four_momenta(pt, eta, phi, mass):
+    counts, pt = _flat(pt)
+    return four_momenta_flat(counts, pt, *(_flat(a)[1] for a in (eta, phi, mass)))
 
 
 def _jet_kinematics(jets):
@@ -170,10 +188,15 @@ def cluster_jets(pt, eta, phi, mass, config):
     ``mass`` and ``index`` (events, jets, var) with each jet's constituent indices
     into the event's constituent list.
     """
+    return cluster_momenta(_four_momenta(pt, eta, phi, mass), config)
+
+
+def cluster_momenta(momenta, config):
+    """:func:`cluster_jets` from (events, var) Momentum4D records."""
     import fastjet  # noqa: PLC0415  (prints a banner on first import)
 
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.radius)
-    sequence = fastjet.ClusterSequence(_four_momenta(pt, eta, phi, mass), definition)
+    sequence = fastjet.ClusterSequence(momenta, definition)
     # Jets below the pT window never pass, and the leading jets above it are the
     # leading jets overall: asking fastjet for those alone saves most of the
     # constituent bookkeeping.
@@ -207,13 +230,17 @@ def jet_constituents(index, *arrays):
     Returns one (jets, var) array per quantity, in the order given.
     """
     sizes = ak.to_numpy(ak.num(arrays[0], axis=1))  # (events,)
+    return jet_constituents_flat(index, sizes, *(_flat(a)[1] for a in arrays))
+
+
+def jet_constituents_flat(index, sizes, *flat):
+    """:func:`jet_constituents` from (constituents,) numpy arrays and (events,)
+    sizes."""
     starts = np.cumsum(sizes) - sizes
     flat_index = ak.flatten(index + starts, axis=1)  # (jets, var), global indices
     counts = ak.to_numpy(ak.num(flat_index, axis=1))
     take = ak.to_numpy(ak.flatten(flat_index, axis=1))
-    return tuple(
-        ak.unflatten(ak.to_numpy(ak.flatten(a, axis=1))[take], counts) for a in arrays
-    )
+    return tuple(ak.unflatten(a[take], counts) for a in flat)
 
 
 def delta_r(eta1, phi1, eta2, phi2):

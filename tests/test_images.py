@@ -84,7 +84,7 @@ def _event_constituents(events, config, e):
         )
         for pt, eta, phi, mass in zip(pts, etas, phis, masses, strict=True):
             usable = all(map(math.isfinite, (pt, eta, phi, mass))) and pt > 0
-            if usable and abs(eta) < 700:
+            if usable and abs(eta) < 100:
                 kept.append((pt, eta, phi, mass))
     return kept
 
