@@ -10,7 +10,10 @@ awkward or dask-awkward images of shape (jets, 37, 37):
 
 Both follow coffea's split: ``prepare_awkward`` (awkward) -> ``numpy_call`` (numpy,
 batched so that memory stays bounded) -> ``postprocess_awkward``; the model or the
-client is created on first use in the worker and never pickled.
+client is created on first use in the worker and never pickled. Building and
+optimizing a dask graph already calls the model once on a one-jet stand-in (how
+coffea learns the output type), so the model file or the server must be reachable
+from the client then too.
 """
 
 import logging
@@ -42,6 +45,18 @@ def _as_model_batch(images):
     return images.reshape(len(images), *IMAGE_SHAPE, 1)  # (jets, 37, 37, 1)
 
 
+def _grow_gpu_memory():
+    """Let TensorFlow take GPU memory as needed, so that several dask workers can
+    share one GPU (by default the first process takes nearly all of it)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # TensorFlow already holds the GPU in this process
+            log.debug("GPU memory growth not set: %s already initialized", gpu.name)
+
+
 class LocalScorer(tf_wrapper):
     """Loss of each jet from the Keras scorer in ``model_dir``, in this process.
 
@@ -65,6 +80,10 @@ class LocalScorer(tf_wrapper):
         self.name = model_dir.name
         self.batch_size = batch_size
 
+    def _create_model(self):
+        _grow_gpu_memory()
+        return super()._create_model()
+
     def _create_predict(self):
         """The loss of one batch, traced once for any batch size."""
         import tensorflow as tf
@@ -72,7 +91,7 @@ class LocalScorer(tf_wrapper):
         model = self.model
         spec = tf.TensorSpec((None, *IMAGE_SHAPE, 1), tf.float32)
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[spec], autograph=False)
         def predict(images):  # (batch, 37, 37, 1) -> (batch,)
             return model(images, training=False)["loss"]
 
