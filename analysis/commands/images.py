@@ -18,7 +18,8 @@ def register(subparsers):
             "write one row per jet with its preprocessed 37x37 image to "
             "OUT/<dataset>/part-*.parquet (one file per chunk), plus "
             "OUT/<dataset>/report.json with the counts and every failed file or "
-            "chunk. Runs on a local dask cluster, or on --scheduler."
+            "chunk. Part files of an earlier run of the dataset are replaced. Runs "
+            "on a local dask cluster, or on --scheduler."
         ),
     )
     parser.add_argument("--fileset", required=True, type=Path, help="datasets.json")
