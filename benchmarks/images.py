@@ -15,6 +15,10 @@ generated QCD events (made once with ``generation.generate_sample`` and kept und
     clustering alone (``ClusterSequence(...).inclusive_jets()``) on the constituents
     already in memory; ``images.processor_over_clustering`` is their ratio
     (target >= 0.7).
+
+``quick=True`` (200 events, 100 jets) only checks that everything runs: fixed
+per-chunk costs (first uproot class generation in the process, file opening)
+dominate there, so its ratios say nothing about the targets.
 """
 
 import os
