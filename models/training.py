@@ -10,6 +10,7 @@ against the latent dimension, without any signal.
 
 import logging
 import math
+import shutil
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -148,31 +149,44 @@ def _mean_image(chunks):
     return total / max(n, 1)  # (1369,)
 
 
-def _fit_network(autoencoder, data, epochs, batch_size, patience, seed, progress):
+def _fit_network(
+    autoencoder, data, epochs, batch_size, patience, seed, progress, checkpoint=None
+):
+    """Train; returns ``(autoencoder, summary)``, resumed from ``checkpoint``."""
     import keras
 
-    set_mean_image(autoencoder, _mean_image(data.train))
-    autoencoder.compile(
-        optimizer=keras.optimizers.Adam(epsilon=ADAM_EPSILON), loss="mse"
-    )
+    resume = checkpoint.load() if checkpoint is not None else None
+    if resume is None:
+        set_mean_image(autoencoder, _mean_image(data.train))
+        autoencoder.compile(
+            optimizer=keras.optimizers.Adam(epsilon=ADAM_EPSILON), loss="mse"
+        )
+    else:
+        autoencoder = resume.model  # compiled, with its optimizer state
     train_ds = make_tf_dataset(data.train, batch_size, shuffle=True, seed=seed)
     val_ds = None
     if data.n_validation:
         val_ds = make_tf_dataset(data.validation, batch_size)
     monitor = "val_loss" if val_ds is not None else "loss"
     steps = math.ceil(data.n_train / batch_size)
+    callbacks = _callbacks(epochs, steps, patience, monitor, progress)
+    if checkpoint is not None:  # after EarlyStopping (callbacks[0]): saves its state
+        callbacks.append(checkpoint.callback(callbacks[0], resume))
     history = autoencoder.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        callbacks=_callbacks(epochs, steps, patience, monitor, progress),
+        initial_epoch=0 if resume is None else resume.epochs_done,
+        callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=0,
     ).history
+    if checkpoint is not None:  # the epochs before a resume too
+        history = callbacks[-1].history
     losses = [float(x) for x in history["loss"]]
     val_losses = [float(x) for x in history.get("val_loss", [math.nan] * len(losses))]
     best = int(np.nanargmin(val_losses if val_ds is not None else losses))
-    return {
+    return autoencoder, {
         "epochs_run": len(losses),
         "best_epoch": best + 1,
         "final_train_loss": losses[best],
@@ -196,12 +210,15 @@ def train(
     validation_fraction=0.1,
     progress=None,
     data=None,
+    checkpoint_dir=None,
 ):
     """Train one model; returns ``(scorer, card)``.
 
     ``contamination`` is ``(signal_dataset, fraction)`` or None; ``progress`` is
     called as ``progress(done_steps, total_steps)``; ``data`` reuses a plan from
-    :func:`models.data.prepare_training_data`.
+    :func:`models.data.prepare_training_data`. With ``checkpoint_dir`` a network
+    is saved there after every epoch and a rerun resumes from it
+    (:mod:`models.checkpoint`).
     """
     if architecture not in ARCHITECTURES:
         raise ConfigError(
@@ -224,8 +241,21 @@ def train(
             autoencoder = build_dense(latent)
         else:
             autoencoder = build_cnn(latent, PRESET_FILTERS[preset])
-        summary = _fit_network(
-            autoencoder, data, epochs, batch_size, patience, seed, progress
+        checkpoint = None
+        if checkpoint_dir is not None:
+            from models.checkpoint import Checkpoint
+
+            key = {
+                "content_hash": data.content_hash,
+                "architecture": architecture,
+                "latent": latent,
+                "preset": preset,
+                "batch_size": batch_size,
+                "seed": seed,
+            }
+            checkpoint = Checkpoint(checkpoint_dir, key)
+        autoencoder, summary = _fit_network(
+            autoencoder, data, epochs, batch_size, patience, seed, progress, checkpoint
         )
     card = _card(architecture, latent, preset, autoencoder, data, images_dir, summary)
     card.update(
@@ -285,10 +315,19 @@ def _card(architecture, latent, preset, autoencoder, data, images_dir, summary):
 
 
 def train_and_save(out_dir, architecture, images_dir, dataset, name=None, **options):
-    """Train with :func:`train` and write ``out_dir/<name>/``; returns its path."""
+    """Train with :func:`train` and write ``out_dir/<name>/``; returns its path.
+
+    A network is checkpointed to ``out_dir/<name>.partial/`` after every epoch; a
+    rerun after a kill resumes there, and the folder goes once the model is saved.
+    """
     from models.io import save_model
 
-    scorer, card = train(architecture, images_dir, dataset, **options)
-    name = name or card["name"]
+    name = name or model_name(architecture, options.get("contamination"))
+    partial = Path(out_dir) / f"{name}.partial"
+    scorer, card = train(
+        architecture, images_dir, dataset, checkpoint_dir=partial, **options
+    )
     card["name"] = name
-    return save_model(scorer, Path(out_dir) / name, card), card
+    folder = save_model(scorer, Path(out_dir) / name, card)
+    shutil.rmtree(partial, ignore_errors=True)
+    return folder, card

@@ -577,3 +577,83 @@ def test_generation_killed_after_one_file_completes_on_rerun(tmp_path):
                 name,
                 branch,
             )
+
+
+# ---- item 4: training killed mid-way ---------------------------------------------
+
+# `aejets train` in a child process that kills itself with SIGKILL as its third
+# epoch begins, i.e. after the checkpoint of the second.
+TRAIN_KILLED = """
+import os, signal, sys
+import keras
+import models.training as training
+from analysis import cli
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+callbacks = training._callbacks
+training._callbacks = lambda *args: callbacks(*args) + [Kill()]
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_training_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import awkward as ak
+    import keras
+
+    from analysis import cli
+    from models import training
+    from models.toy import toy_images
+
+    images = toy_images(256, "qcd", np.random.default_rng(3))  # (256, 37, 37)
+    (tmp_path / "images" / "qcd").mkdir(parents=True)
+    table = ak.zip(
+        {
+            "image": ak.from_numpy(images.astype(np.float32), regulararray=True),
+            "event": np.arange(len(images), dtype=np.int64),
+        },
+        depth_limit=1,
+    )
+    ak.to_parquet(table, tmp_path / "images" / "qcd" / "part-0.parquet")
+    out = tmp_path / "models"
+    argv = ["train", "--model", "dense", "--dataset", "qcd", "--latent", "2"]
+    argv += ["--epochs", "4", "--images", str(tmp_path / "images"), "--out", str(out)]
+
+    child = subprocess.run(
+        [sys.executable, "-c", TRAIN_KILLED, *argv], capture_output=True, timeout=300
+    )
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    partial = out / "dense.partial"
+    state = json.loads((partial / "state.json").read_text())
+    assert state["epochs_done"] == 2 and not (out / "dense").exists()
+    saved = keras.models.load_model(partial / "model.keras").get_weights()
+
+    seen = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["weights"] = self.model.get_weights()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.setdefault("first_epoch", epoch)
+
+    callbacks = training._callbacks
+    monkeypatch.setattr(
+        training, "_callbacks", lambda *args: callbacks(*args) + [Record()]
+    )
+    assert cli.main(argv) == 0
+
+    assert seen["first_epoch"] == 2  # epochs 1 and 2 were not run again
+    for got, expected in zip(seen["weights"], saved, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    card = json.loads((out / "dense" / "card.json").read_text())
+    assert card["epochs_run"] == 4
+    assert card["history"]["loss"][:2] == state["history"]["loss"]
+    assert not partial.exists()
