@@ -20,13 +20,17 @@ import pytest
 
 from analysis import cli
 from analysis.errors import ServingError
+from models import serving
 from models.serving import TritonServer, free_port, triton_server
 from models.toy import toy_images
 from processors.inference import LocalScorer, TritonScorer
 from processors.score_processor import score_fileset
 from tests.test_scores import LOOSE, real_fileset, tiny_models
 
-pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+def served(test):
+    """Mark a test that starts or queries a Triton server (so needs its environment)."""
+    return pytest.mark.triton(pytest.mark.slow(test))
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,7 @@ def images():
     return np.concatenate([toy_images(60, "qcd", rng), toy_images(40, "top", rng)])
 
 
+@served
 def test_served_scores_equal_local_scores(server_url, models_dir, images):
     for name in ("pca", "dense"):
         local = ak.to_numpy(LocalScorer(models_dir / name)(ak.Array(images)))
@@ -54,6 +59,7 @@ def test_served_scores_equal_local_scores(server_url, models_dir, images):
         assert ak.to_numpy(TritonScorer(server_url, name)(images[:0])).shape == (0,)
 
 
+@served
 def test_served_and_local_fileset_agree_jet_by_jet(
     server_url, models_dir, real_delphes_file, tmp_path
 ):
@@ -87,6 +93,7 @@ def test_served_and_local_fileset_agree_jet_by_jet(
         )
 
 
+@served
 def test_unreachable_server_is_an_error_naming_the_url(models_dir, images):
     url = f"triton+grpc://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
@@ -97,6 +104,7 @@ def test_unreachable_server_is_an_error_naming_the_url(models_dir, images):
     assert time.monotonic() - started < 10  # bounded retries, no hang
 
 
+@served
 def test_server_stopped_mid_run_is_an_error_not_zeros(models_dir, images):
     server = TritonServer(models_dir)
     server.start()
@@ -120,6 +128,7 @@ def test_server_stopped_mid_run_is_an_error_not_zeros(models_dir, images):
         server.stop()
 
 
+@served
 def test_server_stopped_before_compute_fails_the_whole_fileset(
     models_dir, real_delphes_file, tmp_path, monkeypatch
 ):
@@ -156,6 +165,7 @@ def test_server_stopped_before_compute_fails_the_whole_fileset(
     assert not list(tmp_path.glob("ttbar/part-*.parquet"))
 
 
+@served
 def test_serve_command_answers_health_and_stops_on_sigterm(models_dir, tmp_path):
     grpc_port, http_port = free_port(), free_port()
     log = tmp_path / "serve.log"
@@ -188,3 +198,56 @@ def test_serve_command_answers_health_and_stops_on_sigterm(models_dir, tmp_path)
     assert "stopped" in log.read_text()
     with socket.socket() as sock:  # the server released its port
         sock.bind(("127.0.0.1", grpc_port))
+
+
+@served
+def test_unknown_model_is_refused_at_once(server_url, images):
+    started = time.monotonic()
+    with pytest.raises(ServingError, match="refused metadata of model 'cnn'"):
+        TritonScorer(server_url, "cnn")(images)
+    assert time.monotonic() - started < 2  # not retried: the server answered
+
+
+def test_port_in_use_is_refused_before_anything_starts(models_dir, monkeypatch):
+    monkeypatch.setattr(serving, "ensure_server_env", pytest.fail)  # never reached
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(
+            ServingError, match=f"grpc port {port} on 127.0.0.1 is in use"
+        ):
+            TritonServer(models_dir, grpc_port=port).start()
+        with pytest.raises(ServingError, match=f"http port {port} .* --http-port"):
+            TritonServer(models_dir, http_port=port).start()
+
+
+def test_server_env_is_made_once_and_remade_when_requirements_change(
+    tmp_path, monkeypatch
+):
+    """Parallel callers wait on the lock; the marker file records what is installed."""
+    import threading
+
+    made = []
+
+    def fake_create(env_dir, requirements, progress):
+        made.append(requirements)
+        time.sleep(0.2)  # a slow creation: the other threads must wait, not redo it
+        env_dir.mkdir(parents=True, exist_ok=True)
+        python = env_dir / "bin" / "python"
+        return {"python": str(python), "libdir": "/lib", "requirements": requirements}
+
+    monkeypatch.setenv("AEJETS_TRITON_ENV", str(tmp_path / "env"))
+    monkeypatch.setattr(serving, "_create_env", fake_create)
+    monkeypatch.setattr(serving, "server_requirements", lambda: ["a==1"])
+    threads = [threading.Thread(target=serving.ensure_server_env) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == [["a==1"]]
+    assert serving.ensure_server_env() == (tmp_path / "env" / "bin" / "python", "/lib")
+
+    monkeypatch.setattr(serving, "server_requirements", lambda: ["a==2"])
+    serving.ensure_server_env()
+    assert made == [["a==1"], ["a==2"]]
