@@ -7,7 +7,6 @@ can write them as ``latent_scan_<name>.json`` and ``.png``.
 """
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 from analysis.fileset import write_json_atomic
 from models.data import iter_images, prepare_training_data
 from models.pca import fit_pca
-from models.training import ARCHITECTURES, BATCH_SIZE, pca_losses, train
+from models.training import ARCHITECTURES, BATCH_SIZE, _json_safe, pca_losses, train
 
 __all__ = ["latent_scan", "plot_latent_scan"]
 
@@ -102,6 +101,7 @@ def latent_scan(
             if progress is not None:
                 progress(done, total)
         result[architecture] = rows
+    result = _json_safe(result)
     if out_dir is not None:
         stem = f"latent_scan_{name or '_'.join(architectures)}"
         out_dir = Path(out_dir)
@@ -125,8 +125,7 @@ def plot_latent_scan(result, path):
     )
     for architecture in ARCHITECTURES:
         if architecture in result:
-            values = np.asarray(result[architecture]["validation_loss"], float)
-            values[~np.isfinite(values)] = math.nan
+            values = np.array(result[architecture]["validation_loss"], dtype=float)
             losses.semilogy(result["latents"], values, "o-", label=architecture)
     losses.set(
         xlabel="latent dimension k",

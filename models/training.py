@@ -265,7 +265,18 @@ def train(
         validation_fraction=validation_fraction,
         patience=patience,
     )
-    return make_scorer(autoencoder), card
+    return make_scorer(autoencoder), _json_safe(card)
+
+
+def _json_safe(value):
+    """NaN (no validation jets) as None, so that the card is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _relative(path, folder):

@@ -266,3 +266,26 @@ def test_pca_on_real_qcd_jets_reconstructs_qcd_better_than_top(
         assert len(images) >= 10, dataset
         means[dataset] = score_images(scorer, images)[0].mean()
     assert means["qcd"] < 0.5 * means["top"]
+
+
+def test_cnn_has_the_study_layout_and_counted_flops():
+    from models.architectures import build_cnn, forward_flops
+
+    cnn = build_cnn(latent=6, filters=128)
+    shape = {layer.name: tuple(layer.output.shape[1:]) for layer in cnn.layers}
+    assert shape["pad"] == (40, 40, 1)
+    assert shape["encoder_pool2"] == (10, 10, 128)
+    assert shape["latent"] == (6,)
+    assert shape["decoder_expand"] == (12800,)
+    assert shape["decoder_up2"] == (40, 40, 128)
+    assert shape["crop"] == (37, 37, 1)
+    assert shape["image"] == (37, 37, 1)
+    # 2 x multiply-adds: convolutions at 40, 20, 10 (encoder) and 10, 20, 40
+    # (decoder) pixels squared, the dense layers, and the mean-image offset.
+    conv = 2 * 9 * (1600 * 128 + 400 * 128 * 128 + 100 * 128 * 128)
+    dense = 2 * (12800 * 32 + 32 * 6 + 6 * 32 + 32 * 12800) + 2 * 1369
+    assert forward_flops(cnn) == 2 * conv + dense
+    sums = (
+        cnn(np.random.default_rng(0).random((2, 37, 37, 1))).numpy().sum(axis=(1, 2, 3))
+    )
+    np.testing.assert_allclose(sums, 1, rtol=1e-5)
