@@ -28,6 +28,7 @@ import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from analysis.errors import InputError, OutputError
 
@@ -46,8 +47,20 @@ class RunResult:
     """The accumulated output and every file or chunk that failed."""
 
     output: dict
-    failures: list = field(default_factory=list)  # {dataset, file, [entries,] reason}
+    failures: list = field(default_factory=list)  # {dataset, file, entries, reason}
     chunks: int = 0
+    cached: list = field(default_factory=list)  # [(dataset, file)] from the cache
+
+
+class _FileTask(NamedTuple):
+    """One file of the run: its task graph, or its output from the cache."""
+
+    dataset: str
+    file: str
+    spec: dict  # preprocessed: object_path, steps, uuid
+    metadata: dict
+    graph: tuple | None  # (output, uproot read report or None)
+    cached: object  # the output from the cache, or None
 
 
 @contextlib.contextmanager
@@ -92,19 +105,22 @@ def run(
     schema=None,
     processes=True,
     progress=None,
+    cache=None,
 ):
     """Run ``processor`` over ``fileset``; returns a :class:`RunResult`.
 
     ``fileset`` is as from :func:`analysis.fileset.load_fileset`. ``progress``,
     if given, is called as ``progress(done, total)`` while files complete.
+    ``cache`` (a :class:`processors.cache.OutputCache`) keeps the output of each
+    file that completes and hands it back on a rerun instead of computing it.
     """
     from coffea.nanoevents import DelphesSchema
 
     schema = schema or DelphesSchema
     with client_for(scheduler, workers, processes) as client:
         available, failures = _preprocess(fileset, step_size, fail_fast)
-        graphs, unusable = _graphs(available, processor, schema, fail_fast)
-        outputs, more = _compute(client, graphs, fail_fast, progress)
+        tasks, unusable = _graphs(available, processor, schema, fail_fast, cache)
+        outputs, more = _compute(client, tasks, fail_fast, progress, cache)
     failures += unusable + more
     from coffea.processor import accumulate
 
@@ -114,7 +130,8 @@ def run(
         for spec in dataset["files"].values()
     )
     output = processor.postprocess(accumulate(outputs) if outputs else {})
-    return RunResult(output=output, failures=failures, chunks=chunks)
+    cached = [(t.dataset, t.file) for t in tasks if t.graph is None]
+    return RunResult(output=output, failures=failures, chunks=chunks, cached=cached)
 
 
 def _preprocess(fileset, step_size, fail_fast):
@@ -165,8 +182,8 @@ def _why_unreadable(file, tree):
     return "coffea's preprocess could not read it (it opens now: retry the run)"
 
 
-def _graphs(available, processor, schema, fail_fast):
-    """[(dataset, file, entries, (output, report))], one graph per file; failures.
+def _graphs(available, processor, schema, fail_fast, cache=None):
+    """[:class:`_FileTask`], one per file, and failures.
 
     A file the processor rejects while building its graph (an InputError: a
     missing collection, a wrong type) or whose branches the schema cannot build
@@ -185,10 +202,16 @@ def _graphs(available, processor, schema, fail_fast):
         uproot.DeserializationError,
     )
     options = {} if fail_fast else {"allow_read_errors_with_report": errors}
-    graphs, failures = [], []
+    tasks, failures = [], []
     for name, dataset in available.items():
+        metadata = dataset["metadata"]
         for file, spec in dataset["files"].items():
-            single = {name: {"files": {file: spec}, "metadata": dataset["metadata"]}}
+            hit = None if cache is None else cache.load(name, file, spec, metadata)
+            if hit is not None:
+                log.info("dataset %r: %s from the cache", name, file)
+                tasks.append(_FileTask(name, file, spec, metadata, None, hit))
+                continue
+            single = {name: {"files": {file: spec}, "metadata": metadata}}
             try:
                 result = apply_to_fileset(
                     processor, single, schemaclass=schema, uproot_options=options
@@ -201,9 +224,9 @@ def _graphs(available, processor, schema, fail_fast):
                 failures.append(_file_failure(name, file, spec, err))
                 continue
             output, report = result if options else (result, {name: None})
-            entries = _entries_of(spec)
-            graphs.append((name, file, entries, (output[name], report[name])))
-    return graphs, failures
+            graph = (output[name], report[name])
+            tasks.append(_FileTask(name, file, spec, metadata, graph, None))
+    return tasks, failures
 
 
 def _entries_of(spec):
@@ -225,7 +248,8 @@ def _file_failure(name, file, spec, err):
     }
 
 
-def _compute(client, graphs, fail_fast, progress):
+def _compute(client, tasks, fail_fast, progress, cache=None):
+    """Outputs in the order of ``tasks`` (so sums do not depend on the cache)."""
     # Submit every file at once (the workers stay busy), then collect in order.
     import dask
 
@@ -233,38 +257,51 @@ def _compute(client, graphs, fail_fast, progress):
     # read of each chunk; then submitted as they are.
     pending = [
         (
-            name,
-            file,
-            entries,
-            client.compute(
-                list(dask.optimize(*[o for o in graph if o is not None])),
+            task,
+            None
+            if task.graph is None
+            else client.compute(
+                list(dask.optimize(*[o for o in task.graph if o is not None])),
                 optimize_graph=False,
             ),
         )
-        for name, file, entries, graph in graphs
+        for task in tasks
     ]
+    everything = [f for _, group in pending for f in group or []]
     outputs, failures = [], []
-    for done, (name, file, entries, futures) in enumerate(pending, start=1):
+    for done, (task, futures) in enumerate(pending, start=1):
+        name, file = task.dataset, task.file
         try:
-            output, *report = client.gather(futures)
+            if futures is None:
+                output, report = task.cached, []
+            else:
+                output, *report = client.gather(futures)
         except OutputError:
             # Not the file's fault: a full disk or a lost folder fails every file.
-            client.cancel([f for *_, group in pending for f in group])
+            client.cancel(everything)
             raise
         except Exception as err:  # any failure of one file must not stop the others
             reason = f"{type(err).__name__}: {err}"
             if fail_fast:
-                client.cancel([f for *_, group in pending for f in group])
+                client.cancel(everything)
                 raise InputError(
                     f"dataset {name!r}: processing {file} failed: {reason}"
                 ) from err
             log.warning("dataset %r: %s failed: %s", name, file, reason)
+            entries = _entries_of(task.spec)
             failures.append(
                 {"dataset": name, "file": file, "entries": entries, "reason": reason}
             )
         else:
             outputs.append(output)
-            failures += _chunk_failures(name, file, report[0] if report else None)
+            bad = _chunk_failures(name, file, report[0] if report else None)
+            failures += bad
+            if cache is not None and futures is not None and not bad:
+                cache.store(name, file, task.spec, task.metadata, output)
+        for future in futures or []:
+            # Forget the results, errors too: a rerun on this cluster recomputes
+            # a failed file instead of getting the remembered error back.
+            future.release()
         if progress is not None:
             progress(done, len(pending))
     return outputs, failures

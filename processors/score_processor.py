@@ -244,6 +244,7 @@ def score_fileset(
     workers=2,
     processes=True,
     progress=None,
+    cache_dir=None,
 ):
     """Score every selected jet of ``fileset`` with the models under ``models_dir``.
 
@@ -252,6 +253,12 @@ def score_fileset(
     ``{name: hist.Hist}`` as :func:`processors.histograms.book` defines them, and
     ``{"jets": {dataset: counts}, "failures": [...], "chunks": n}``. A Triton server
     that fails is an error (:class:`ServingError`), never a partial result.
+
+    With ``cache_dir`` the output of every file that completes is kept there
+    (:mod:`processors.cache`, keyed by the models and settings): after a failure
+    (a Triton server gone), the same call computes only the files still missing
+    and gives the histograms of an undisturbed run; ``report["cached"]`` lists
+    the files taken from the cache.
     """
     from processors import runner
     from processors.inference import make_scorers
@@ -262,6 +269,12 @@ def score_fileset(
     score = ScoreProcessor(scorers, jet_config, unit_weight, out_dir)
     if max_events is not None:
         fileset = limit_events(fileset, max_events, step_size)
+    cache = None
+    if cache_dir is not None:
+        from processors.cache import OutputCache
+
+        key = _cache_key(models_dir, scorers, score, max_events, step_size)
+        cache = OutputCache(cache_dir, key)
     result = runner.run(
         fileset,
         score,
@@ -270,6 +283,7 @@ def score_fileset(
         step_size=step_size,
         processes=processes,
         progress=progress,
+        cache=cache,
     )
     for failure in result.failures:  # the runner records them as text
         if "ServingError" in failure["reason"]:
@@ -284,5 +298,26 @@ def score_fileset(
         },
         "failures": result.failures,
         "chunks": result.chunks,
+        "cached": [file for _, file in result.cached],
     }
     return histograms, report
+
+
+def _cache_key(models_dir, scorers, score, max_events, step_size):
+    """What the per-file outputs depend on: model contents and settings."""
+    models = {}
+    for name in sorted(scorers):
+        folder = Path(models_dir) / name
+        digest = hashlib.sha256()
+        for part in ("model.keras", "card.json"):
+            if (folder / part).is_file():
+                digest.update((folder / part).read_bytes())
+        models[name] = digest.hexdigest()
+    return {
+        "models": models,
+        "jet_config": score.jet_config.model_dump(mode="json"),
+        "unit_weight": score.unit_weight,
+        "out_dir": None if score.out_dir is None else str(score.out_dir),
+        "max_events": max_events,
+        "step_size": step_size,
+    }

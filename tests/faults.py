@@ -4,7 +4,8 @@ Files: :func:`garbage_file`, :func:`truncated_copy`, :func:`corrupt_basket_copy`
 and :func:`rewrite_delphes` (read some collections of a Delphes file, change
 them, write them back in the Delphes layout). Faults: :class:`KillOnce`, a
 processor wrapper whose worker process kills itself the first time it meets a
-given event.
+given event, and :class:`FailWhile`, whose chunks of one dataset fail as a
+stopped Triton server makes them fail.
 """
 
 import os
@@ -143,4 +144,51 @@ def _kill_once(numbers, marker, number):
     if number in ak.to_numpy(numbers) and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
+    return numbers
+
+
+class FailWhile(ProcessorABC):
+    """A processor wrapper: chunks of ``dataset`` fail while ``marker`` exists.
+
+    Each failing chunk raises :class:`ServingError` naming ``url``, as a
+    Triton scorer does once its retries are spent; removing ``marker`` brings the
+    "server" back. Other attributes are those of the wrapped processor.
+    """
+
+    KEY = "_fail_while"
+
+    def __init__(self, processor, marker, dataset, url):
+        self.processor, self.marker = processor, str(marker)
+        self.dataset, self.url = dataset, url
+
+    def __getattr__(self, name):
+        if name == "processor":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.processor, name)
+
+    def process(self, events):
+        import dask_awkward as dak
+
+        output = dict(self.processor.process(events))
+        if events.metadata["dataset"] == self.dataset:
+            checked = dak.map_partitions(
+                _fail_while, events.Event.Number, self.marker, self.url, label="down"
+            )
+            output[self.KEY] = dak.num(checked, axis=0)
+        return output
+
+    def postprocess(self, accumulator):
+        accumulator = dict(accumulator)
+        accumulator.pop(self.KEY, None)
+        return self.processor.postprocess(accumulator)
+
+
+def _fail_while(numbers, marker, url):
+    from analysis.errors import ServingError
+
+    if ak.backend(numbers) == "typetracer":
+        ak.typetracer.touch_data(numbers)
+        return numbers
+    if os.path.exists(marker):
+        raise ServingError(f"the Triton server at {url} stopped answering (injected)")
     return numbers

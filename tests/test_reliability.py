@@ -10,6 +10,7 @@ unexpected types. The samples are small generated ones (:mod:`tests.generated`).
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -657,3 +658,56 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypat
     assert card["epochs_run"] == 4
     assert card["history"]["loss"][:2] == state["history"]["loss"]
     assert not partial.exists()
+
+
+# ---- item 3: the scoring server stops mid-run; a rerun computes what is missing ---
+
+
+@pytest.mark.slow
+def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
+    tmp_path, samples, pca_models, client, monkeypatch
+):
+    from analysis.errors import ServingError
+    from processors import score_processor
+
+    fileset = {
+        process: {
+            "files": {str(path): "Delphes" for path in samples[process].files},
+            "metadata": samples[process].metadata,
+        }
+        for process in ("qcd", "top")
+    }
+    options = {"jet_config": LOOSE, "step_size": STEP, "scheduler": client}
+    undisturbed, _ = score_processor.score_fileset(fileset, pca_models, **options)
+
+    url = "triton+grpc://127.0.0.1:1"
+    down = tmp_path / "server-down"
+    down.touch()
+    original = score_processor.ScoreProcessor
+    monkeypatch.setattr(
+        score_processor,
+        "ScoreProcessor",
+        lambda *args, **kwargs: faults.FailWhile(
+            original(*args, **kwargs), down, "top", url
+        ),
+    )
+    cache = tmp_path / "cache"
+    with pytest.raises(ServingError, match=f"dataset 'top': .*{re.escape(url)}"):
+        score_processor.score_fileset(fileset, pca_models, cache_dir=cache, **options)
+    qcd_files = list(fileset["qcd"]["files"])
+    assert len(list(cache.glob("*.pkl"))) == len(qcd_files)
+
+    down.unlink()  # the server is back
+    resumed, report = score_processor.score_fileset(
+        fileset, pca_models, cache_dir=cache, **options
+    )
+    assert report["cached"] == qcd_files  # only top was computed again
+    assert report["failures"] == []
+    for name, expected in undisturbed.items():
+        assert resumed[name].sum(flow=True).value > 0
+        np.testing.assert_array_equal(
+            resumed[name].values(flow=True), expected.values(flow=True)
+        )
+        np.testing.assert_array_equal(
+            resumed[name].variances(flow=True), expected.variances(flow=True)
+        )
