@@ -223,6 +223,7 @@ class TritonServer:
         self.log_path = Path(log_path) if log_path else None
         self.progress = progress
         self.process = None
+        self._temporary_log = False  # removed after a clean stop
 
     @property
     def url(self):
@@ -271,6 +272,7 @@ class TritonServer:
             handle, name = tempfile.mkstemp(prefix="aejets-triton-", suffix=".log")
             os.close(handle)
             self.log_path = Path(name)
+            self._temporary_log = True
         log.debug("Triton server log: %s", self.log_path)
         with open(self.log_path, "w") as out:
             self.process = subprocess.Popen(
@@ -330,11 +332,13 @@ class TritonServer:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout)
+            code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             log.warning("Triton server did not stop in %.0f s; killing it", timeout)
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            code = self.process.wait()
+        if code == 0 and self._temporary_log:
+            self.log_path.unlink(missing_ok=True)
         log.info("Triton server at %s stopped", self.url)
 
 
@@ -350,5 +354,3 @@ def triton_server(models_dir, grpc_port=0, http_port=0, timeout=300.0, **kwargs)
         yield server.url
     finally:
         server.stop()
-    if "log_path" not in kwargs:  # a temporary log is kept only after a failure
-        server.log_path.unlink(missing_ok=True)
