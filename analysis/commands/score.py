@@ -8,6 +8,9 @@ from analysis.errors import ConfigError, OutputError
 
 log = logging.getLogger(__name__)
 
+# Per-file outputs of completed files, for --resume (processors.cache).
+CACHE_DIR = ".cache"
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -70,6 +73,13 @@ def register(subparsers):
     parser.add_argument(
         "--scheduler", help="address of a running dask scheduler (default: local)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="after a failed run (a server or workers gone): keep the outputs of "
+        "the files it completed (OUT/.cache, OUT/<dataset>/part-*) and compute "
+        "only the files still missing",
+    )
     parser.set_defaults(func=run)
 
 
@@ -96,6 +106,7 @@ def run(args):
 
     from analysis.commands.images import jet_config
     from analysis.fileset import load_fileset, write_json_atomic
+    from processors.cache import OutputCache
     from processors.image_processor import clear_parts
     from processors.score_processor import score_fileset
 
@@ -105,8 +116,11 @@ def run(args):
         raise ConfigError(f"--max-events must be at least 1, got {args.max_events}")
     config = jet_config(args)
     fileset = load_fileset(args.fileset, args.dataset)
-    for dataset in fileset:
-        clear_parts(args.out / dataset)
+    cache_dir = args.out / CACHE_DIR
+    if not args.resume:  # a fresh run; the part files keep their chunk names
+        OutputCache(cache_dir, None).clear()
+        for dataset in fileset:
+            clear_parts(args.out / dataset)
 
     with tqdm(desc="score", unit="file") as bar:
 
@@ -128,7 +142,10 @@ def run(args):
             scheduler=args.scheduler,
             workers=args.workers,
             progress=progress,
+            cache_dir=cache_dir,
         )
+    if report["cached"]:
+        log.info("%d file(s) taken from %s", len(report["cached"]), cache_dir)
     _write_histograms(args.out / "histograms.pkl", histograms)
     write_json_atomic(args.out / "report.json", report)
     for dataset, counts in sorted(report["jets"].items()):
