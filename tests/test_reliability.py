@@ -212,10 +212,27 @@ def score_run(samples, models, client, wrap=lambda p: p):
     return run(fileset, wrap(score), scheduler=client, step_size=STEP)
 
 
-@pytest.mark.slow
-def test_killed_worker_loses_nothing(tmp_path, samples, pca_models, client):
-    undisturbed = score_run(samples, pca_models, client)
+@pytest.fixture(scope="module")
+def undisturbed(samples, pca_models, client):
+    """The score run of qcd and top without any fault."""
+    return score_run(samples, pca_models, client)
 
+
+def assert_same_histograms(got, expected):
+    for name, histogram in expected.items():
+        assert got[name].sum(flow=True).value > 0
+        np.testing.assert_array_equal(
+            got[name].values(flow=True), histogram.values(flow=True)
+        )
+        np.testing.assert_array_equal(
+            got[name].variances(flow=True), histogram.variances(flow=True)
+        )
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing(
+    tmp_path, samples, pca_models, client, undisturbed
+):
     marker = tmp_path / "killed"
     before = set(client.scheduler_info()["workers"])
     disturbed = score_run(
@@ -232,13 +249,9 @@ def test_killed_worker_loses_nothing(tmp_path, samples, pca_models, client):
     assert disturbed.output["jets"] == undisturbed.output["jets"]
     jets = undisturbed.output["jets"]
     assert jets["qcd"]["evaluation"] > 0 and jets["top"]["evaluation"] > 0
-    for name, expected in undisturbed.output["histograms"].items():
-        got = disturbed.output["histograms"][name]
-        assert got.sum(flow=True).value > 0
-        np.testing.assert_array_equal(got.values(flow=True), expected.values(flow=True))
-        np.testing.assert_array_equal(
-            got.variances(flow=True), expected.variances(flow=True)
-        )
+    assert_same_histograms(
+        disturbed.output["histograms"], undisturbed.output["histograms"]
+    )
 
 
 # ---- item 6: outputs that cannot be written --------------------------------------
@@ -665,7 +678,7 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
-    tmp_path, samples, pca_models, client, monkeypatch
+    tmp_path, samples, pca_models, client, monkeypatch, undisturbed
 ):
     from analysis.errors import ServingError
     from processors import score_processor
@@ -678,7 +691,6 @@ def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
         for process in ("qcd", "top")
     }
     options = {"jet_config": LOOSE, "step_size": STEP, "scheduler": client}
-    undisturbed, _ = score_processor.score_fileset(fileset, pca_models, **options)
 
     url = "triton+grpc://127.0.0.1:1"
     down = tmp_path / "server-down"
@@ -703,11 +715,4 @@ def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
     )
     assert report["cached"] == qcd_files  # only top was computed again
     assert report["failures"] == []
-    for name, expected in undisturbed.items():
-        assert resumed[name].sum(flow=True).value > 0
-        np.testing.assert_array_equal(
-            resumed[name].values(flow=True), expected.values(flow=True)
-        )
-        np.testing.assert_array_equal(
-            resumed[name].variances(flow=True), expected.variances(flow=True)
-        )
+    assert_same_histograms(resumed, undisturbed.output["histograms"])
