@@ -716,3 +716,31 @@ def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
     assert report["cached"] == qcd_files  # only top was computed again
     assert report["failures"] == []
     assert_same_histograms(resumed, undisturbed.output["histograms"])
+
+
+def test_checkpoint_of_other_images_or_settings_is_ignored(tmp_path):
+    from models.checkpoint import Checkpoint
+
+    folder = tmp_path / "dense.partial"
+    folder.mkdir()
+    state = {"key": {"content_hash": "old"}, "epochs_done": 3, "history": {}}
+    (folder / "state.json").write_text(json.dumps(state))
+    assert Checkpoint(folder, {"content_hash": "new"}).load() is None
+    (folder / "state.json").write_text("{not json")
+    assert Checkpoint(folder, {"content_hash": "old"}).load() is None
+
+
+def test_output_cache_entries_depend_on_key_metadata_and_chunks(tmp_path):
+    from processors.cache import OutputCache
+
+    spec = {"object_path": "Delphes", "steps": [[0, 50], [50, 100]], "uuid": "u"}
+    meta = {"xsec_pb": 1.0}
+    cache = OutputCache(tmp_path, {"models": {"pca": "abc"}})
+    cache.store("qcd", "/a.root", spec, meta, {"n": 3})
+    assert cache.load("qcd", "/a.root", spec, meta) == {"n": 3}
+    assert cache.load("qcd", "/a.root", spec, {"xsec_pb": 2.0}) is None
+    assert cache.load("qcd", "/a.root", {**spec, "steps": [[0, 100]]}, meta) is None
+    assert cache.load("top", "/a.root", spec, meta) is None
+    other = OutputCache(tmp_path, {"models": {"pca": "def"}})
+    assert other.load("qcd", "/a.root", spec, meta) is None
+    assert [p.suffix for p in tmp_path.iterdir()] == [".pkl"]  # no partial file
