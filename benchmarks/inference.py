@@ -9,7 +9,8 @@ toy images are scored side by side in the same run:
     CPU, or the GPU where one is visible);
 ``inference.<model>.served_jets_per_s.b<batch>``
     :class:`processors.inference.TritonScorer` against a local Triton server
-    (:func:`models.serving.triton_server`, its own process) over gRPC;
+    (:func:`models.serving.triton_server`, its own process) over gRPC, with its
+    default of two requests in flight;
 ``inference.<model>.served_over_local.b<batch>``
     their ratio.
 

@@ -18,6 +18,7 @@ from the client then too.
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,14 +117,22 @@ class TritonScorer(triton_wrapper):
     """Loss of each jet from ``model`` (version ``version``) on a Triton server.
 
     ``server_url`` is ``triton+grpc://HOST:PORT`` (or ``triton+http://``). Requests
-    carry ``batch_size`` jets; the server's dynamic batcher may merge them. An
+    carry ``batch_size`` jets, ``concurrency`` of them in flight at once; the
+    server's dynamic batcher may merge them. An
     unreachable server is retried ``retries`` times with growing waits (about
     6 s in all by default), then :class:`ServingError` names the URL: no jet ever
     gets a made-up score.
     """
 
     def __init__(
-        self, server_url, model, version=1, batch_size=1024, retries=5, timeout_s=120
+        self,
+        server_url,
+        model,
+        version=1,
+        batch_size=1024,
+        concurrency=2,
+        retries=5,
+        timeout_s=120,
     ):
         scheme, _, address = server_url.partition("://")
         if scheme not in TRITON_SCHEMES or not address or "/" in address.rstrip("/"):
@@ -131,13 +140,17 @@ class TritonScorer(triton_wrapper):
                 f"Triton URL {server_url!r} must look like triton+grpc://HOST:PORT "
                 "(the URL 'aejets serve' logs)"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError(
+                f"batch_size and concurrency must be positive, got {batch_size} "
+                f"and {concurrency}"
+            )
         client_args = {"ssl": False} if scheme == "triton+grpc" else None
         model_url = f"{scheme}://{address.rstrip('/')}/{model}/{version}"
         super().__init__(model_url, client_args=client_args, batch_size=batch_size)
         self.name = model
         self.server_url = server_url
+        self.concurrency = concurrency
         self.retries = retries
         self.timeout_s = timeout_s
 
@@ -207,17 +220,26 @@ class TritonScorer(triton_wrapper):
 
     def numpy_call(self, output_list, input_dict):
         images = _as_model_batch(input_dict["images"])  # (jets, 37, 37, 1)
-        requested = [self.pmod.InferRequestedOutput("loss")]
-        losses = [np.zeros(0, np.float32)]
         # Unlike the base class, the last batch is sent as it is, not padded: the
         # server batches dynamically.
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]  # (batch, 37, 37, 1)
-            request = self.pmod.InferInput("images", list(batch.shape), "FP32")
-            request.set_data_from_numpy(batch)
-            result = self.run_infer([request], requested)
-            losses.append(result.as_numpy("loss").reshape(-1))  # (batch, 1) -> (batch,)
-        return {"loss": np.concatenate(losses)}  # (jets,)
+        batches = [
+            images[start : start + self.batch_size]  # (batch, 37, 37, 1)
+            for start in range(0, len(images), self.batch_size)
+        ]
+        if self.concurrency > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                losses = list(pool.map(self._infer_loss, batches))
+        else:
+            losses = [self._infer_loss(batch) for batch in batches]
+        return {"loss": np.concatenate([np.zeros(0, np.float32), *losses])}  # (jets,)
+
+    def _infer_loss(self, batch):
+        """(batch,) loss of one request of (batch, 37, 37, 1) images."""
+        request = self.pmod.InferInput("images", list(batch.shape), "FP32")
+        request.set_data_from_numpy(batch)
+        requested = [self.pmod.InferRequestedOutput("loss")]
+        result = self.run_infer([request], requested)
+        return result.as_numpy("loss").reshape(-1)  # (batch, 1) -> (batch,)
 
     def postprocess_awkward(self, return_array, images):
         return return_array["loss"]

@@ -61,7 +61,9 @@ def images():
 def test_served_scores_equal_local_scores(server_url, models_dir, images):
     for name in ("pca", "dense"):
         local = ak.to_numpy(LocalScorer(models_dir / name)(ak.Array(images)))
-        served = TritonScorer(server_url, name, batch_size=32)(ak.Array(images))
+        served = TritonScorer(server_url, name, batch_size=32, concurrency=3)(
+            ak.Array(images)
+        )
         np.testing.assert_allclose(ak.to_numpy(served), local, rtol=1e-5, atol=0)
         assert ak.to_numpy(TritonScorer(server_url, name)(images[:0])).shape == (0,)
 
@@ -141,7 +143,9 @@ def test_server_stopped_mid_run_is_an_error_not_zeros(models_dir, images):
     server = TritonServer(models_dir)
     server.start()
     try:
-        scorer = TritonScorer(server.url, "pca", batch_size=20, retries=2)
+        scorer = TritonScorer(
+            server.url, "pca", batch_size=20, concurrency=1, retries=2
+        )
         requests = []
         send = scorer.run_infer
 
