@@ -66,6 +66,8 @@ JET_FIELDS = {
     "truth_pass": np.bool_,
 }
 PARTICLE_FIELDS = ("PID", "D1", "D2", "Eta", "Phi")
+# Why a jet with pT above the window's lower edge is not selected (processors.jets).
+REJECTIONS = ("rank", "pt", "eta")
 # Leaves read as integers; every other leaf the jets need is floating point, as
 # Delphes writes it. A file from elsewhere with other types is refused, not cast.
 INTEGER_LEAVES = ("Number", "PID", "D1", "D2")
@@ -77,6 +79,7 @@ class JetImages(NamedTuple):
     jets: object  # (jets,) record of JET_FIELDS
     images: object  # (jets, 37, 37) float32
     constituents_dropped: object  # (events,) int64
+    jets_rejected: object = None  # (events,) record: rank, pt, eta (int64 each)
 
 
 def jets_and_images(events, config=None, process=None):
@@ -106,6 +109,7 @@ def jets_and_images(events, config=None, process=None):
         jets=jets[list(JET_FIELDS)],
         images=jets["image"],
         constituents_dropped=per_event["constituents_dropped"],
+        jets_rejected=per_event["jets_rejected"],
     )
 
 
@@ -231,7 +235,7 @@ def _chunk(columns, spec):
         "truth_merged": merged,
         "truth_pass": matched & merged,
     }
-    return _assemble(flat, images, counts, dropped)
+    return _assemble(flat, images, counts, dropped, jets["rejected"])
 
 
 def _process_of(config, resonance):
@@ -272,8 +276,8 @@ def _constituents(columns, config):
     return total, tuple(merged)
 
 
-def _assemble(flat, images, counts, dropped):
-    """The per-event output record: constituents_dropped and a list of jets."""
+def _assemble(flat, images, counts, dropped, rejected):
+    """The per-event record: constituents_dropped, jets_rejected, a list of jets."""
     fields = {k: np.asarray(flat[k], dtype=dtype) for k, dtype in JET_FIELDS.items()}
     fields["image"] = np.asarray(images, dtype=np.float32)  # (jets, 37, 37)
     jets = ak.zip(
@@ -283,6 +287,9 @@ def _assemble(flat, images, counts, dropped):
     return ak.zip(
         {
             "constituents_dropped": np.asarray(dropped, dtype=np.int64),
+            "jets_rejected": ak.zip(
+                {k: np.asarray(rejected[k], dtype=np.int64) for k in REJECTIONS}
+            ),
             "jets": ak.unflatten(jets, np.asarray(counts, dtype=np.int64)),
         },
         depth_limit=1,
@@ -292,7 +299,8 @@ def _assemble(flat, images, counts, dropped):
 def _empty():
     flat = {k: np.zeros(0, dtype=dtype) for k, dtype in JET_FIELDS.items()}
     images = np.zeros((0, N_PIXELS, N_PIXELS), dtype=np.float32)
-    return _assemble(flat, images, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    none = np.zeros(0, np.int64)
+    return _assemble(flat, images, none, none, dict.fromkeys(REJECTIONS, none))
 
 
 def _typetracer(array):
@@ -306,7 +314,9 @@ class ImageProcessor(processor.ProcessorABC):
     key of ``config.resonance_pid`` -> truth flags; otherwise all True. Output of
     :meth:`process`: ``{dataset: {count name: dask scalar}}`` with the counts
     ``events``, ``constituents_dropped``, ``jets_selected``, ``jets_not_matched``,
-    ``jets_not_merged``, ``jets_failing_truth`` and, with ``out_dir``,
+    ``jets_not_merged``, ``jets_failing_truth``, ``jets_rejected_rank``,
+    ``jets_rejected_pt``, ``jets_rejected_eta`` (selected plus rejected = every jet
+    with pT above the window's lower edge) and, with ``out_dir``,
     ``jets_written``; Parquet files go to ``out_dir/<dataset>/part-*.parquet``.
     """
 
@@ -331,6 +341,8 @@ class ImageProcessor(processor.ProcessorABC):
             "jets_not_merged": lib.sum(~jets.truth_merged),
             "jets_failing_truth": lib.sum(~jets.truth_pass),
         }
+        for reason in REJECTIONS:
+            counts[f"jets_rejected_{reason}"] = lib.sum(result.jets_rejected[reason])
         if self.out_dir is not None:
             counts["jets_written"] = self._write(result, dataset, events)
         return {dataset: counts}
@@ -414,6 +426,7 @@ COUNTS = (
     "jets_not_matched",
     "jets_not_merged",
     "jets_failing_truth",
+    *(f"jets_rejected_{reason}" for reason in REJECTIONS),
     "jets_written",
 )
 

@@ -186,7 +186,9 @@ def cluster_jets(pt, eta, phi, mass, config):
     Inputs are (events, var) float64 arrays of cleaned constituents. Returns a dict
     of (events, var) arrays for the selected jets: ``pt``, ``eta``, ``phi``,
     ``mass`` and ``index`` (events, jets, var) with each jet's constituent indices
-    into the event's constituent list.
+    into the event's constituent list; and ``rejected``: {reason: (events,) int64}
+    for the other jets with pT >= ``pt_range[0]``: ``rank`` (beyond ``max_jets``),
+    ``pt`` (outside the pT window), ``eta`` (abs(eta) >= ``eta_max``).
     """
     return cluster_momenta(_four_momenta(pt, eta, phi, mass), config)
 
@@ -208,17 +210,22 @@ def cluster_momenta(momenta, config):
     order = ak.argsort(jet_pt, axis=1, ascending=False)
     if config.max_jets is not None:
         order = order[:, : config.max_jets]
-    keep = order[
-        (jet_pt[order] > low)
-        & (jet_pt[order] < high)
-        & (abs(jet_eta[order]) < config.eta_max)
-    ]
+    in_pt = (jet_pt[order] > low) & (jet_pt[order] < high)  # (events, ranked)
+    in_eta = abs(jet_eta[order]) < config.eta_max
+    keep = order[in_pt & in_eta]
+    # Every jet with pT >= low is selected or rejected for exactly one reason.
+    rejected = {
+        "rank": ak.num(jet_pt, axis=1) - ak.num(order, axis=1),
+        "pt": ak.sum(~in_pt, axis=1),
+        "eta": ak.sum(in_pt & ~in_eta, axis=1),
+    }
     return {
         "pt": jet_pt[keep],
         "eta": jet_eta[keep],
         "phi": jet_phi[keep],
         "mass": jet_mass[keep],
         "index": index[keep],
+        "rejected": {k: ak.to_numpy(v).astype(np.int64) for k, v in rejected.items()},
     }
 
 

@@ -198,10 +198,11 @@ def test_dask_equals_eager_and_reads_only_needed_branches(real_delphes_file):
 
     eager = jets_and_images(open_events(real_delphes_file), LOOSE, "top")
     lazy = jets_and_images(open_events(real_delphes_file, "dask"), LOOSE, "top")
-    jets, images, dropped = dask.compute(*lazy, scheduler="sync")
+    jets, images, dropped, rejected = dask.compute(*lazy, scheduler="sync")
     assert jets.to_list() == eager.jets.to_list()
     assert np.array_equal(ak.to_numpy(images), ak.to_numpy(eager.images))
     assert dropped.to_list() == eager.constituents_dropped.to_list()
+    assert rejected.to_list() == eager.jets_rejected.to_list()
 
     (columns,) = dak.necessary_columns(*lazy).values()
     branches = {c for c in columns if not c.endswith("_size")}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processors.image_processor import ImageProcessor, jets_and_images
+from processors.image_processor import REJECTIONS, ImageProcessor, jets_and_images
 from processors.jets import JetConfig
 from processors.runner import run
 from tests import faults
@@ -126,6 +126,10 @@ def test_broken_files_are_reported_and_the_rest_is_counted(tmp_path, samples, cl
     assert counts["constituents_dropped"] == sum(
         int(np.sum(r.constituents_dropped)) for r in eager
     )
+    for reason in REJECTIONS:
+        assert counts[f"jets_rejected_{reason}"] == sum(
+            int(np.sum(r.jets_rejected[reason])) for r in eager
+        )
 
     # Each failure names its file, its entries and the reason.
     failed = {}
@@ -152,6 +156,28 @@ def test_broken_files_are_reported_and_the_rest_is_counted(tmp_path, samples, cl
     opened = sum(entries(p) for n, p in files.items() if n != "garbage")
     assert entries(files["no_entries"]) == 0
     assert counts["events"] + failed_entries == opened
+
+
+def test_jets_are_selected_or_rejected_for_one_reason(samples):
+    events = open_events(samples["qcd"].files[0])
+    low = 150.0
+    every = JetConfig(pt_range=(low, 1e5), eta_max=1e3, max_jets=None)
+    ranked = every.model_copy(update={"max_jets": 2})
+    windowed = ranked.model_copy(update={"pt_range": (low, 700.0)})
+    selected = windowed.model_copy(update={"eta_max": 1.0})
+
+    def n_jets(config):
+        return len(jets_and_images(events, config).jets)
+
+    result = jets_and_images(events, selected)
+    rejected = {k: int(np.sum(result.jets_rejected[k])) for k in REJECTIONS}
+    assert rejected == {
+        "rank": n_jets(every) - n_jets(ranked),
+        "pt": n_jets(ranked) - n_jets(windowed),
+        "eta": n_jets(windowed) - n_jets(selected),
+    }
+    assert min(rejected.values()) > 0  # every reason occurs in this sample
+    assert len(result.jets) + sum(rejected.values()) == n_jets(every)
 
 
 def test_bad_constituents_are_dropped_and_empty_events_give_no_jets(tmp_path, samples):
