@@ -264,7 +264,9 @@ def score_fileset(
     from processors.inference import make_scorers
 
     for name, dataset in fileset.items():  # refuse bad metadata before any work
-        dataset_weight({**dataset.get("metadata", {}), "dataset": name}, unit_weight)
+        dataset_weight(
+            {**(dataset.get("metadata") or {}), "dataset": name}, unit_weight
+        )
     scorers = make_scorers(models_dir, names, triton_url, batch_size)
     score = ScoreProcessor(scorers, jet_config, unit_weight, out_dir)
     if max_events is not None:
