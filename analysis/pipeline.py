@@ -262,6 +262,9 @@ def score(config, fileset, paths, client, triton_url=None, progress=_no_progress
         step_size=config.chunk_size,
         scheduler=client,
         progress=progress("score", None),
+        # Files scored by an interrupted run are reused; the key covers the model
+        # contents, the settings and the server, so nothing stale comes back.
+        cache_dir=paths.out / ".cache" / "scores",
     )
 
 
