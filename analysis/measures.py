@@ -13,6 +13,7 @@ import numpy as np
 
 from analysis import statistics as st
 from analysis.study import DEFAULT_LATENT, MASS_MODEL
+from processors.histograms import FAILING_TRUTH
 
 __all__ = [
     "bump_hunt",
@@ -204,6 +205,13 @@ def _rise(means):
 # -- bump hunt -------------------------------------------------------------------
 
 
+def _all_signal_jets(study, signal, member):
+    """The signal's jets as data would see them: truth-passing and failing alike."""
+    parts = [study.mass_loss(name, member) for name in (signal, signal + FAILING_TRUTH)]
+    parts = [part for part in parts if part is not None]
+    return sum(parts[1:], parts[0]) if parts else None
+
+
 def bump_hunt_distributions(study):
     """Mass distributions (events at the luminosity) before and after the loss cut.
 
@@ -217,7 +225,7 @@ def bump_hunt_distributions(study):
         return None, f"no model {s.bump_model!r} among {sorted(study.groups)}"
     member = group.members[0]
     qcd = study.mass_loss(s.background, member)
-    signal = study.mass_loss(s.bump_signal, member)
+    signal = _all_signal_jets(study, s.bump_signal, member)
     if qcd is None or signal is None:
         return (
             None,

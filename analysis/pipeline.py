@@ -11,6 +11,7 @@ rerun after an interruption computes only what is missing. Progress goes through
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +197,7 @@ def train_models(config, paths, progress=_no_progress):
         )
         key = content_hash(data.content_hash, spec.model_dump())
         folder = paths.models / spec.name
+        partial = paths.models / f"{spec.name}.partial"
         if (folder / "card.json").exists():
             card = load_card(folder)
             if card.get("cache_key") == key:
@@ -213,9 +215,12 @@ def train_models(config, paths, progress=_no_progress):
             contamination=spec.contamination,
             data=data,
             progress=progress(f"train {spec.name}", None),
+            # An interrupted training resumes from its last epoch on a rerun.
+            checkpoint_dir=partial,
         )
         card.update(name=spec.name, cache_key=key)
         save_model(scorer, folder, card)
+        shutil.rmtree(partial, ignore_errors=True)
         cards[spec.name] = card
     return cards
 

@@ -4,6 +4,9 @@
 ``mass_loss``  (dataset, model, mass, loss)  jet mass against the score
 ``mass``       (dataset, mass)               the jet-mass baseline, finely binned
 
+Signal jets that fail the truth requirements (match and merge) fill the dataset
+category ``<dataset>:failing-truth`` (:data:`FAILING_TRUTH`), never ``<dataset>``.
+
 Weights are cross section over sum of generator weights (pb per jet); the results
 multiply by a luminosity. Loss bins are log-spaced with 100 bins a decade, so that
 efficiencies down to 1e-3 are resolved for losses anywhere in [1e-10, 1).
@@ -13,11 +16,13 @@ import hist
 import hist.dask
 
 __all__ = [
+    "FAILING_TRUTH",
     "LOSS_RANGE",
     "MASS_RANGE",
     "book",
 ]
 
+FAILING_TRUTH = ":failing-truth"
 LOSS_RANGE = (1e-10, 1.0)
 LOSS_BINS_PER_DECADE = 100
 MASS_RANGE = (0.0, 1000.0)  # GeV; fat jets of pT < 900 GeV and R = 1.5 stay below

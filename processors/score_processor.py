@@ -29,7 +29,7 @@ from coffea import processor
 
 from analysis.errors import ConfigError, OutputError, ServingError
 from analysis.split import is_training
-from processors.histograms import book
+from processors.histograms import FAILING_TRUTH, book
 from processors.image_processor import jets_and_images
 from processors.jets import JetConfig
 
@@ -110,22 +110,21 @@ class ScoreProcessor(processor.ProcessorABC):
             training = _training(jets.event)
 
         evaluation = ~training
-        weight = jets.weight[evaluation] * scale  # (evaluation jets,)
-        mass = jets.mass[evaluation]
         histograms = book(lazy=lib is dak)
-        histograms["mass"].fill(dataset=dataset, mass=mass, weight=weight)
-        for name, loss in scores.items():
-            loss = loss[evaluation]
-            histograms["loss"].fill(
-                dataset=dataset, model=name, loss=loss, weight=weight
-            )
-            histograms["mass_loss"].fill(
-                dataset=dataset, model=name, mass=mass, loss=loss, weight=weight
-            )
+        if process is None:
+            _fill(histograms, dataset, evaluation, jets, scores, scale)
+        else:
+            # Signal jets failing the truth requirements are kept apart, never mixed
+            # into the signal: ROC curves use the signal category, the bump hunt
+            # (which data would see) both.
+            passing = evaluation & jets.truth_pass
+            failing = evaluation & ~jets.truth_pass
+            _fill(histograms, dataset, passing, jets, scores, scale)
+            _fill(histograms, dataset + FAILING_TRUTH, failing, jets, scores, scale)
 
         counts = {
             "selected": lib.num(jets.pt, axis=0),
-            "evaluation": lib.num(mass, axis=0),
+            "evaluation": lib.sum(evaluation),
         }
         if self.out_dir is not None:
             counts["written"] = self._write(jets, scores, training, dataset, events)
@@ -159,6 +158,19 @@ class ScoreProcessor(processor.ProcessorABC):
             meta=ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(True)),
         )
         return dak.sum(written)
+
+
+def _fill(histograms, category, mask, jets, scores, scale):
+    """Fill every histogram with the jets of ``mask`` under dataset ``category``."""
+    weight = jets.weight[mask] * scale  # (jets in mask,)
+    mass = jets.mass[mask]
+    histograms["mass"].fill(dataset=category, mass=mass, weight=weight)
+    for name, loss in scores.items():
+        loss = loss[mask]
+        histograms["loss"].fill(dataset=category, model=name, loss=loss, weight=weight)
+        histograms["mass_loss"].fill(
+            dataset=category, model=name, mass=mass, loss=loss, weight=weight
+        )
 
 
 class _PartitionWriter:

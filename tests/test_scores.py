@@ -282,3 +282,19 @@ def test_export_triton_repository_matches_the_saved_models(models_dir, tmp_path)
         assert list(declared["loss"].dims) == [1]
         assert declared["loss"].HasField("reshape")
         assert list(declared["loss"].reshape.shape) == []
+
+
+def test_signal_jets_failing_truth_are_kept_apart(real_delphes_file, models_dir):
+    # coffea's file holds no top quark: as a top signal, every jet fails the truth
+    # requirements and must land in the failing-truth category, none in the signal.
+    from processors.histograms import FAILING_TRUTH
+
+    fileset = real_fileset(real_delphes_file, signal=True, process="top")
+    histograms, report = score_fileset(
+        fileset, models_dir, jet_config=LOOSE, workers=1, processes=False
+    )
+    mass = histograms["mass"]
+    assert "ttbar" not in mass.axes["dataset"]
+    failing = mass[{"dataset": "ttbar" + FAILING_TRUTH}].sum(flow=True).value
+    assert report["jets"]["ttbar"]["evaluation"] > 0
+    assert failing > 0
