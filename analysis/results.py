@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -178,8 +179,13 @@ def _root_objects(histograms):
                 where = {"dataset": dataset}
                 if model is not None:
                     where["model"] = model
-                key = "/".join([name, dataset] + ([model] if model else []))
-                yield key, h[where]
+                parts = [name, dataset] + ([model] if model else [])
+                yield "/".join(_root_name(part) for part in parts), h[where]
+
+
+def _root_name(part):
+    # ROOT paths use '/' between directories and ';' or ':' for cycles.
+    return re.sub(r"[/:;]", "_", part)
 
 
 def load_results_inputs(results_dir):

@@ -5,7 +5,7 @@
 ``mass``       (dataset, mass)               the jet-mass baseline, finely binned
 
 Signal jets that fail the truth requirements (match and merge) fill the dataset
-category ``<dataset>:failing-truth`` (:data:`FAILING_TRUTH`), never ``<dataset>``.
+category ``<dataset>_failing_truth`` (:data:`FAILING_TRUTH`), never ``<dataset>``.
 
 Weights are cross section over sum of generator weights (pb per jet); the results
 multiply by a luminosity. Loss bins are log-spaced with 100 bins a decade, so that
@@ -22,7 +22,7 @@ __all__ = [
     "book",
 ]
 
-FAILING_TRUTH = ":failing-truth"
+FAILING_TRUTH = "_failing_truth"
 LOSS_RANGE = (1e-10, 1.0)
 LOSS_BINS_PER_DECADE = 100
 MASS_RANGE = (0.0, 1000.0)  # GeV; fat jets of pT < 900 GeV and R = 1.5 stay below
