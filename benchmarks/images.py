@@ -16,6 +16,12 @@ generated QCD events (made once with ``generation.generate_sample`` and kept und
     already in memory; ``images.processor_over_clustering`` is their ratio
     (target >= 0.7).
 
+``images.reading_events_per_s`` / ``images.reading_clustering_events_per_s``
+    reading the processor's branches alone, and reading then clustering, eagerly;
+``images.columnar_fraction_of_bandwidth``
+    the bytes the columnar image code streams (constituents in, images out) per
+    second, over the memory bandwidth measured in the same run.
+
 ``quick=True`` (200 events, 100 jets) only checks that everything runs: fixed
 per-chunk costs (first uproot class generation in the process, file opening)
 dominate there, so its ratios say nothing about the targets.
@@ -87,7 +93,11 @@ def image_speed(path, max_jets):
     for _ in range(3):  # interleaved, so that both see the same load
         columnar_best = min(columnar_best, _best(columnar, 5))
         reference_best = min(reference_best, _best(reference, 1))
-    return n_jets / columnar_best, n_jets / reference_best
+    # Bytes the columnar code must stream at least once: three float64 values a
+    # constituent in, one float32 image a jet out.
+    n_constituents = int(ak.sum(ak.num(jets["pt_c"], axis=1)))
+    streamed = n_constituents * 3 * 8 + n_jets * 37 * 37 * 4
+    return n_jets / columnar_best, n_jets / reference_best, streamed / columnar_best
 
 
 def _jet_constituents(columns, config):
@@ -110,6 +120,39 @@ def _jet_constituents(columns, config):
         "eta_c": eta_c,
         "phi_c": phi_c,
     }
+
+
+def reading_speed(path, repeats):
+    """(reading events/s, reading + clustering events/s), one core each.
+
+    Reading: the processor's input branches of every event, with uproot through
+    coffea's eager NanoEvents; clustering: the same, then anti-kT on the cleaned
+    constituents.
+    """
+    import fastjet
+
+    from processors.image_processor import _constituents, input_columns
+    from processors.jets import JetConfig, clean_flat, four_momenta_flat
+
+    config = JetConfig()
+    definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.radius)
+
+    def read():
+        columns = input_columns(_events(path, "eager"), config, False)
+        return _constituents(columns, config)
+
+    def read_and_cluster():
+        counts, flat = read()
+        sizes, flat, _ = clean_flat(counts, *flat)
+        momenta = four_momenta_flat(sizes, *flat)
+        fastjet.ClusterSequence(momenta, definition).inclusive_jets()
+
+    n_events = len(_events(path, "eager"))
+    read_and_cluster()  # loads the fastjet library and uproot's classes
+    return (
+        n_events / _best(read, repeats),
+        n_events / _best(read_and_cluster, repeats),
+    )
 
 
 def processor_speed(path, repeats):
@@ -150,9 +193,17 @@ def processor_speed(path, repeats):
 
 def run(quick=False):
     path = sample(200 if quick else 5000)  # 5000: the default chunk size
-    columnar, reference = image_speed(path, 100 if quick else 4000)
+    columnar, reference, streamed = image_speed(path, 100 if quick else 4000)
     processor, clustering = processor_speed(path, 1 if quick else 5)
+    reading, reading_clustering = reading_speed(path, 1 if quick else 3)
+    from benchmarks.hardware import memory_bandwidth_gbs
+
+    bandwidth = memory_bandwidth_gbs(64 if quick else 512)
     return {
+        "images.reading_events_per_s": reading,
+        "images.reading_clustering_events_per_s": reading_clustering,
+        "images.columnar_bytes_per_s": streamed,
+        "images.columnar_fraction_of_bandwidth": streamed / (bandwidth * 1e9),
         "images.columnar_jets_per_s": columnar,
         "images.reference_jets_per_s": reference,
         "images.speedup_vs_reference": columnar / reference,
