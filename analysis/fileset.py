@@ -20,7 +20,12 @@ from pathlib import Path
 
 from analysis.errors import ConfigError, OutputError
 
-__all__ = ["load_fileset", "register_dataset", "write_json_atomic"]
+__all__ = [
+    "check_dataset_name",
+    "load_fileset",
+    "register_dataset",
+    "write_json_atomic",
+]
 
 
 def load_fileset(path, datasets=None):
@@ -48,6 +53,7 @@ def load_fileset(path, datasets=None):
 
 
 def _validate_entry(path, name, entry):
+    check_dataset_name(name, path)
     if not isinstance(entry, dict) or not isinstance(entry.get("files", {}), dict):
         raise ConfigError(
             f"{path}: dataset {name!r} must hold 'files' as an object "
@@ -67,6 +73,21 @@ def _validate_entry(path, name, entry):
     return {"files": files, "metadata": dict(metadata)}
 
 
+def check_dataset_name(name, where="the fileset"):
+    """Dataset names become folder names: refuse ones that could leave the folder."""
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name in {".", ".."}
+        or any(c in name for c in "/\\\0")
+    ):
+        raise ConfigError(
+            f"{where}: dataset name {name!r} cannot name a folder; use letters, "
+            "digits, '_', '-' or '.', without '/'"
+        )
+    return name
+
+
 def _absolute(base, file):
     # Remote URLs (root://, https://, s3://) pass through untouched.
     if "://" in file:
@@ -81,6 +102,7 @@ def register_dataset(path, name, files, metadata):
     valid JSON is never overwritten: the error names it.
     """
     path = Path(path)
+    check_dataset_name(name, path)
     fileset = _read_json(path) if path.exists() else {}
     if not isinstance(fileset, dict):
         raise ConfigError(f"{path}: not a fileset (a JSON object); left untouched")

@@ -39,3 +39,14 @@ def test_real_file_fixture(real_delphes_file):
 
     with uproot.open(real_delphes_file) as handle:
         assert handle["Delphes"].num_entries == 25
+
+
+@pytest.mark.parametrize("name", ["../decoy", "a/b", "", "..", " "])
+def test_dataset_names_that_would_leave_the_output_folder_are_refused(tmp_path, name):
+    fileset = tmp_path / "datasets.json"
+    fileset.write_text(json.dumps({name: {"files": {}, "metadata": {}}}))
+    with pytest.raises(ConfigError, match="cannot name a folder"):
+        load_fileset(fileset)
+    with pytest.raises(ConfigError, match="cannot name a folder"):
+        register_dataset(tmp_path / "other.json", name, {}, {})
+    assert not (tmp_path / "other.json").exists()
