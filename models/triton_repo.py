@@ -96,15 +96,46 @@ def model_config_text(name, inputs, outputs, saved_model_dir, max_batch_size=409
     )
 
 
+def _check_replaceable(out_dir, models_dir):
+    """Refuse to replace a folder that is not an earlier Triton repository.
+
+    Replacing ``out_dir`` whole must never take a user's other files, or the
+    models being exported, with it.
+    """
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file, not a folder; choose a folder")
+    resolved = out_dir.resolve()
+    if resolved == models_dir.resolve() or resolved in models_dir.resolve().parents:
+        raise OutputError(
+            f"--out {out_dir} holds the models being exported ({models_dir}); "
+            "choose a new folder for the repository"
+        )
+    foreign = sorted(
+        entry.name
+        for entry in out_dir.iterdir()
+        if not (entry.is_dir() and (entry / "config.pbtxt").is_file())
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputError(
+            f"refusing to replace {out_dir}: it holds {shown}, which are not Triton "
+            "model folders; choose a new or empty folder for --out"
+        )
+
+
 def export_repository(models_dir, out_dir, max_batch_size=4096, names=None):
     """Write the Triton model repository of every model; returns the model names.
 
     The repository is written next to ``out_dir`` and then moved into place, so an
-    existing ``out_dir`` is replaced whole or not at all.
+    existing ``out_dir`` is replaced whole or not at all; only an earlier
+    repository (every entry a model folder with ``config.pbtxt``) is replaced.
     """
     from models.serving import model_names
 
     models_dir, out_dir = Path(models_dir), Path(out_dir)
+    _check_replaceable(out_dir, models_dir)
     names = names or model_names(models_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -298,3 +298,21 @@ def test_signal_jets_failing_truth_are_kept_apart(real_delphes_file, models_dir)
     failing = mass[{"dataset": "ttbar" + FAILING_TRUTH}].sum(flow=True).value
     assert report["jets"]["ttbar"]["evaluation"] > 0
     assert failing > 0
+
+
+def test_export_triton_replaces_only_an_earlier_repository(models_dir, tmp_path):
+    repo = tmp_path / "repo"
+    argv = ["export-triton", "--models", str(models_dir), "--out", str(repo)]
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0  # an earlier repository is replaced
+    assert sorted(p.name for p in repo.iterdir()) == ["dense", "pca"]
+
+    (repo / "notes.txt").write_text("mine")
+    assert cli.main(argv) == 2  # a folder holding anything else is refused
+    assert (repo / "notes.txt").read_text() == "mine"
+
+    # Nor may the repository replace the folder holding the models.
+    parent = models_dir.parent
+    argv = ["export-triton", "--models", str(models_dir), "--out", str(parent)]
+    assert cli.main(argv) == 2
+    assert (models_dir / "pca" / "card.json").exists()
