@@ -28,7 +28,7 @@ import numpy as np
 
 from analysis import measures
 from analysis.errors import InputError, OutputError
-from analysis.fileset import write_json_atomic
+from analysis.fileset import publish, write_json_atomic
 from analysis.study import HISTOGRAMS, Study
 
 __all__ = [
@@ -206,7 +206,17 @@ def load_results_inputs(results_dir):
     try:
         with pkl.open("rb") as handle:
             histograms = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+    except (
+        # A damaged pickle fails in any of these ways, depending on where.
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+    ) as err:
         raise InputError(
             f"{pkl} is not a readable pickle of hist objects ({err}); "
             "rerun 'aejets run' to rebuild it"
@@ -247,6 +257,7 @@ def _atomic(path, write, mode):
                 handle.close()
                 os.unlink(handle.name)
                 raise
+        publish(handle.name)
         os.replace(handle.name, path)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror}") from err

@@ -262,3 +262,14 @@ def test_latent_scans_are_read_in_the_shapes_training_writes():
     assert scans["cnn"]["k"] == [2, 6] and math.isnan(scans["cnn"]["val_loss"][1])
     assert scans["dense"] == {"k": [4], "val_loss": [0.5]}
     assert latent_scans({"training": {"cnn": {"latent_scan": "garbage"}}}) == {}
+
+
+def test_a_damaged_pickle_is_an_input_error(folder, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    data = (folder / "histograms.pkl").read_bytes()
+    (damaged / "histograms.pkl").write_bytes(data[: len(data) // 3] + b"1234junk")
+    (damaged / "run.json").write_text((folder / "run.json").read_text())
+    with pytest.raises(InputError, match="histograms.pkl is not a readable pickle"):
+        load_results_inputs(damaged)
+    assert cli.main(["report", str(damaged)]) == 2
