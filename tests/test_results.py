@@ -265,6 +265,7 @@ def test_latent_scans_are_read_in_the_shapes_training_writes():
 
 
 def test_a_damaged_pickle_is_an_input_error(folder, tmp_path):
+    folder, _, _ = folder
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     data = (folder / "histograms.pkl").read_bytes()
