@@ -54,7 +54,9 @@ def configure_logging(verbose=False):
     # workers, which inherit the environment): their start-up chatter would bury
     # the progress bars.
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # 3: without a GPU, TensorFlow logs a failed CUDA initialization as an
+        # error on every start; real failures still raise.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -107,6 +107,11 @@ def run(args):
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     config = load_config(args.profile, args.config, fileset=args.fileset)
+    if not config.fileset.exists():
+        raise ConfigError(
+            f"fileset {config.fileset} does not exist; run from the repository root "
+            "(where datasets.json is) or pass --fileset PATH"
+        )
     paths = pipeline.RunPaths(args.out)
     bars = _Bars()
     start = time.perf_counter()
