@@ -23,6 +23,7 @@ from analysis.errors import ConfigError, OutputError
 __all__ = [
     "check_dataset_name",
     "load_fileset",
+    "publish",
     "register_dataset",
     "write_json_atomic",
 ]
@@ -130,6 +131,7 @@ def write_json_atomic(path, payload):
             partial = handle.name
             json.dump(payload, handle, indent=2, sort_keys=False)
             handle.write("\n")
+        publish(partial)
         os.replace(partial, path)
     except OSError as err:
         raise OutputError(
@@ -138,6 +140,29 @@ def write_json_atomic(path, payload):
     finally:
         if partial is not None:  # renamed when complete; else a partial file
             Path(partial).unlink(missing_ok=True)
+
+
+def _read_umask():
+    # os.umask can only be read by setting it: done once, at import.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def publish(path):
+    """Give a temporary file or folder the mode ``open()``/``mkdir()`` would give.
+
+    ``tempfile`` creates files 0600 and folders 0700, and renaming keeps the mode:
+    call this just before renaming a temporary into place, so that colleagues and
+    dask workers running as another user can read the output as the umask allows
+    (0644 files and 0755 folders with umask 022).
+    """
+    path = Path(path)
+    mode = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, mode & ~_UMASK)
 
 
 def _read_json(path):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.errors import AejetsError, ConfigError, OutputError
+from analysis.fileset import publish
 from generation.processes import (
     DEFAULT_GLUINO_MASS,
     check_gluino_mass,
@@ -242,6 +243,7 @@ def run_job(job, progress=None):
                 done += batch.n_events
                 if report:
                     report(batch.n_events)
+        publish(partial)
         os.replace(partial, job.path)
     except OSError as err:  # a full disk, a folder gone: no partial file is left
         partial.unlink(missing_ok=True)

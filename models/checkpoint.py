@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from analysis.errors import OutputError
+from analysis.fileset import publish
 
 __all__ = ["Checkpoint", "Resume"]
 
@@ -141,6 +142,7 @@ def _atomic(path, write):
     os.close(handle)
     try:
         write(partial)
+        publish(partial)
         os.replace(partial, path)
     finally:
         Path(partial).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.errors import InputError, OutputError
-from analysis.fileset import write_json_atomic
+from analysis.fileset import publish, write_json_atomic
 from models.scorer import IMAGE_SHAPE
 
 __all__ = [
@@ -66,6 +66,7 @@ def save_model(scorer, model_dir, card):
         write_json_atomic(staging / CARD_FILE, card)
         if model_dir.exists():
             shutil.rmtree(model_dir)
+        publish(staging)
         staging.rename(model_dir)
     except OSError as err:
         raise OutputError(f"cannot write model folder {model_dir}: {err}") from err

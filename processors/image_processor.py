@@ -398,6 +398,8 @@ class _ChunkWriter:
         return ak.Array(np.array([n_jets], dtype=np.int64))
 
     def _write(self, table, name):
+        from analysis.fileset import publish
+
         table = ak.with_field(table, ak.Array([self.dataset] * len(table)), "dataset")
         target = self.folder / name
         partial = None
@@ -408,6 +410,7 @@ class _ChunkWriter:
             )
             os.close(handle)
             ak.to_parquet(table, partial)
+            publish(partial)
             os.replace(partial, target)
         except OSError as err:
             raise OutputError(

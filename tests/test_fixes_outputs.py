@@ -1,0 +1,94 @@
+"""Outputs are readable by others as the umask allows; output places are checked
+before the work; option and registration messages say what they mean."""
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from analysis import fileset
+from analysis.fileset import register_dataset, write_json_atomic
+
+
+@pytest.fixture
+def umask_022(monkeypatch):
+    """A typical shared-facility umask, for this test only."""
+    old = os.umask(0o022)
+    monkeypatch.setattr(fileset, "_UMASK", 0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_publish_follows_the_umask(tmp_path, monkeypatch):
+    monkeypatch.setattr(fileset, "_UMASK", 0o027)
+    (tmp_path / "f").write_text("x")
+    os.chmod(tmp_path / "f", 0o600)
+    (tmp_path / "d").mkdir(mode=0o700)
+    fileset.publish(tmp_path / "f")
+    fileset.publish(tmp_path / "d")
+    assert _mode(tmp_path / "f") == 0o640
+    assert _mode(tmp_path / "d") == 0o750
+
+
+def test_json_and_fileset_are_0644(tmp_path, umask_022):
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    assert _mode(tmp_path / "a.json") == 0o644
+    datasets = tmp_path / "datasets.json"
+    datasets.write_text("{}\n")
+    register_dataset(datasets, "qcd", {}, {})
+    assert _mode(datasets) == 0o644
+
+
+def test_results_files_are_0644(tmp_path, umask_022):
+    from analysis.results import _atomic, write_root
+    from tests.test_results import synthetic_inputs
+
+    histograms, _ = synthetic_inputs(
+        datasets={"qcd": "qcd"}, models={"pca": ({"qcd": 0.0}, 0.0)}, jets=50
+    )
+    _atomic(tmp_path / "histograms.pkl", lambda f: pickle.dump(histograms, f), "wb")
+    _atomic(tmp_path / "REPORT.md", lambda f: f.write("# report\n"), "w")
+    write_root(tmp_path / "histograms.root", histograms)
+    for name in ("histograms.pkl", "REPORT.md", "histograms.root"):
+        assert _mode(tmp_path / name) == 0o644, name
+
+
+def test_model_folder_is_0755_and_its_files_0644(tmp_path, umask_022):
+    from models.io import save_model
+    from models.pca import build_pca, fit_pca
+    from models.scorer import make_scorer
+    from models.toy import toy_images
+
+    rng = np.random.default_rng(3)
+    scorer = make_scorer(build_pca(fit_pca([toy_images(30, "qcd", rng)]), 2))
+    folder = save_model(scorer, tmp_path / "pca", {"architecture": "pca"})
+    assert _mode(folder) == 0o755
+    assert _mode(folder / "saved_model") == 0o755
+    assert _mode(folder / "model.keras") == 0o644
+    assert _mode(folder / "card.json") == 0o644
+
+
+def test_checkpoint_files_are_0644(tmp_path, umask_022):
+    from models.checkpoint import _atomic
+
+    _atomic(tmp_path / "state.json", lambda p: Path(p).write_text("{}"))
+    assert _mode(tmp_path / "state.json") == 0o644
+
+
+def test_image_parquet_is_0644(tmp_path, umask_022):
+    from processors.image_processor import _ChunkWriter
+
+    table = ak.Array({"pt": np.array([500.0, 600.0])})
+    writer = _ChunkWriter(tmp_path / "qcd", "qcd", "t")
+    assert writer(table, 0).tolist() == [2]
+    (part,) = (tmp_path / "qcd").glob("part-*.parquet")
+    assert _mode(part) == 0o644
+    assert ak.from_parquet(part)["dataset"].tolist() == ["qcd", "qcd"]
