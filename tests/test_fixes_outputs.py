@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analysis import fileset
+from analysis.cli import main
 from analysis.fileset import register_dataset, write_json_atomic
 
 
@@ -92,3 +93,30 @@ def test_image_parquet_is_0644(tmp_path, umask_022):
     (part,) = (tmp_path / "qcd").glob("part-*.parquet")
     assert _mode(part) == 0o644
     assert ak.from_parquet(part)["dataset"].tolist() == ["qcd", "qcd"]
+
+
+def test_generate_checks_the_register_folder_first(tmp_path, caplog):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out = tmp_path / "samples"
+    argv = ["generate", "--process", "qcd", "--events", "2", "--out", str(out)]
+    assert main([*argv, "--register", str(blocker / "ds.json")]) == 2
+    assert f"cannot write into {blocker} (--register)" in caplog.text
+    assert "it is a file, not a folder" in caplog.text
+    assert not out.exists()  # nothing generated
+
+    caplog.clear()
+    assert main([*argv, "--register", str(blocker / "sub" / "ds.json")]) == 2
+    assert f"a parent, {blocker}, is a file, not a folder" in caplog.text
+    assert not out.exists()
+
+
+def test_train_checks_out_before_reading_images(tmp_path, caplog):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    argv = ["train", "--model", "pca", "--dataset", "qcd"]
+    argv += ["--images", str(tmp_path / "no-images"), "--out", str(blocker / "m")]
+    assert main(argv) == 2
+    assert f"cannot write into {blocker / 'm'} (--out)" in caplog.text
+    assert f"a parent, {blocker}, is a file" in caplog.text
+    assert "no-images" not in caplog.text

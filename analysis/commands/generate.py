@@ -1,7 +1,10 @@
 """`aejets generate`: Pythia 8 events through the detector simulation, as Delphes files."""
 
 import logging
+import tempfile
 from pathlib import Path
+
+from analysis.errors import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +61,45 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def _check_fileset(path):
-    """Fail before generating if the fileset to update is not valid JSON."""
-    if path is None or not path.exists():
-        return
-    from analysis.fileset import load_fileset
+def check_output_folder(folder, option):
+    """Create ``folder`` and write a probe in it, before any long work.
 
-    load_fileset(path)
+    Raises :class:`OutputError` naming the folder, the option and the reason.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f"cannot write into {folder} ({option}): {_reason(folder, err)}; "
+            f"choose another {option}"
+        ) from err
+    return folder
+
+
+def _reason(folder, err):
+    # mkdir says "File exists" or "Not a directory": name the file in the way.
+    blocker = next(
+        (p for p in reversed([folder, *folder.parents]) if p.is_file()), None
+    )
+    if blocker == folder:
+        return "it is a file, not a folder"
+    if blocker is not None:
+        return f"a parent, {blocker}, is a file, not a folder"
+    return err.strerror or str(err)
+
+
+def _check_fileset(path):
+    """Before generating: the fileset must be valid JSON, its folder writable."""
+    if path is None:
+        return
+    if path.exists():
+        from analysis.fileset import load_fileset
+
+        load_fileset(path)
+    check_output_folder(path.parent, "--register")
 
 
 def run(args):

@@ -94,11 +94,15 @@ class _Bar:
 
 
 def run(args):
+    from analysis.commands.generate import check_output_folder
+
     if args.epochs < 1 or args.latent < 1 or args.batch_size < 1:
         raise ConfigError("--epochs, --latent and --batch-size must be positive")
     contamination = _contamination(args.contamination) if args.contamination else None
-    if args.latent_scan:
-        return _scan(args, _latents(args.latent_scan), contamination)
+    latents = _latents(args.latent_scan) if args.latent_scan else None
+    check_output_folder(args.out, "--out")
+    if latents:
+        return _scan(args, latents, contamination)
 
     from models.training import train_and_save
 
