@@ -1,6 +1,8 @@
 """Outputs are readable by others as the umask allows; output places are checked
 before the work; option and registration messages say what they mean."""
 
+import json
+import logging
 import os
 import pickle
 import stat
@@ -95,6 +97,31 @@ def test_image_parquet_is_0644(tmp_path, umask_022):
     assert ak.from_parquet(part)["dataset"].tolist() == ["qcd", "qcd"]
 
 
+def test_generate_register_keeps_modes_and_warns_on_replacing(
+    tmp_path, umask_022, caplog
+):
+    datasets = tmp_path / "datasets.json"
+    old = {"qcd": {"files": {"a.root": "Delphes", "b.root": "Delphes"}}}
+    datasets.write_text(json.dumps(old))
+    os.chmod(datasets, 0o644)
+    argv = ["generate", "--process", "qcd", "--events", "2"]
+    argv += ["--out", str(tmp_path / "samples"), "--register", str(datasets)]
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert "dataset 'qcd'" in caplog.text
+    assert "its 2 file(s) are replaced by the 1 new one(s)" in caplog.text
+    assert _mode(datasets) == 0o644
+    (root,) = (tmp_path / "samples").glob("*.root")
+    assert _mode(root) == 0o644
+    stored = json.loads(datasets.read_text())
+    assert stored["qcd"]["files"] == {f"samples/{root.name}": "Delphes"}
+
+    caplog.clear()  # the same files again: nothing is lost, no warning
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert "replaced" not in caplog.text
+
+
 def test_generate_checks_the_register_folder_first(tmp_path, caplog):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -120,3 +147,19 @@ def test_train_checks_out_before_reading_images(tmp_path, caplog):
     assert f"cannot write into {blocker / 'm'} (--out)" in caplog.text
     assert f"a parent, {blocker}, is a file" in caplog.text
     assert "no-images" not in caplog.text
+
+
+@pytest.mark.parametrize("option", ["--latent", "--epochs", "--batch-size"])
+def test_train_names_the_option_that_is_not_positive(tmp_path, caplog, option):
+    argv = ["train", "--model", "pca", "--dataset", "qcd", "--out", str(tmp_path)]
+    assert main([*argv, option, "0"]) == 2
+    assert f"{option} must be a positive integer; got 0" in caplog.text
+
+
+def test_generate_refuses_a_bad_name_before_generating(tmp_path, caplog):
+    out = tmp_path / "samples"
+    argv = ["generate", "--process", "qcd", "--events", "2", "--out", str(out)]
+    argv += ["--register", str(tmp_path / "ds.json"), "--name", "../x"]
+    assert main(argv) == 2
+    assert "'../x' cannot name a folder" in caplog.text
+    assert not out.exists()

@@ -102,13 +102,39 @@ def _check_fileset(path):
     check_output_folder(path.parent, "--register")
 
 
+def _dataset_name(args):
+    if args.name:
+        return args.name
+    return args.process if args.shower == "pythia" else f"{args.process}_{args.shower}"
+
+
+def _register(path, name, files, metadata):
+    from analysis.fileset import load_fileset, register_dataset
+
+    old = load_fileset(path).get(name) if path.exists() else None
+    new = {str(Path(f).resolve()): "Delphes" for f in files}
+    if old is not None and old["files"] != new:
+        log.warning(
+            "dataset %r in %s already existed: its %d file(s) are replaced by "
+            "the %d new one(s)",
+            name,
+            path,
+            len(old["files"]),
+            len(new),
+        )
+    register_dataset(path, name, new, metadata)
+
+
 def run(args):
     from tqdm import tqdm
 
-    from analysis.fileset import register_dataset
     from generation import generate_sample
 
     _check_fileset(args.register)
+    if args.register is not None:
+        from analysis.fileset import check_dataset_name
+
+        check_dataset_name(_dataset_name(args), "--name")
     with tqdm(total=args.events, unit="events", desc=args.process) as bar:
         result = generate_sample(
             args.process,
@@ -128,11 +154,7 @@ def run(args):
         f"+- {meta['xsec_err_pb']:.2g} pb"
     )
     if args.register is not None:
-        name = args.name or (
-            args.process if args.shower == "pythia" else f"{args.process}_{args.shower}"
-        )
-        register_dataset(
-            args.register, name, {str(f): "Delphes" for f in result.files}, meta
-        )
+        name = _dataset_name(args)
+        _register(args.register, name, result.files, meta)
         print(f"registered dataset {name!r} in {args.register}")
     return 0

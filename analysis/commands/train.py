@@ -93,11 +93,17 @@ class _Bar:
             self.bar.close()
 
 
+def _check_positive(args):
+    for option in ("--epochs", "--latent", "--batch-size"):
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value < 1:
+            raise ConfigError(f"{option} must be a positive integer; got {value}")
+
+
 def run(args):
     from analysis.commands.generate import check_output_folder
 
-    if args.epochs < 1 or args.latent < 1 or args.batch_size < 1:
-        raise ConfigError("--epochs, --latent and --batch-size must be positive")
+    _check_positive(args)
     contamination = _contamination(args.contamination) if args.contamination else None
     latents = _latents(args.latent_scan) if args.latent_scan else None
     check_output_folder(args.out, "--out")
