@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from analysis.errors import InputError, OutputError
 
-__all__ = ["RunResult", "run", "client_for"]
+__all__ = ["RunResult", "run", "client_for", "file_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class RunResult:
     failures: list = field(default_factory=list)  # {dataset, file, entries, reason}
     chunks: int = 0
     cached: list = field(default_factory=list)  # [(dataset, file)] from the cache
+    # [(dataset, file, preprocessed spec)] whose output is in ``output``
+    completed: list = field(default_factory=list)
 
 
 class _FileTask(NamedTuple):
@@ -120,7 +122,7 @@ def run(
     with client_for(scheduler, workers, processes) as client:
         available, failures = _preprocess(fileset, step_size, fail_fast)
         tasks, unusable = _graphs(available, processor, schema, fail_fast, cache)
-        outputs, more = _compute(client, tasks, fail_fast, progress, cache)
+        outputs, more, completed = _compute(client, tasks, fail_fast, progress, cache)
     failures += unusable + more
     from coffea.processor import accumulate
 
@@ -131,7 +133,13 @@ def run(
     )
     output = processor.postprocess(accumulate(outputs) if outputs else {})
     cached = [(t.dataset, t.file) for t in tasks if t.graph is None]
-    return RunResult(output=output, failures=failures, chunks=chunks, cached=cached)
+    return RunResult(
+        output=output,
+        failures=failures,
+        chunks=chunks,
+        cached=cached,
+        completed=completed,
+    )
 
 
 def _preprocess(fileset, step_size, fail_fast):
@@ -211,7 +219,8 @@ def _graphs(available, processor, schema, fail_fast, cache=None):
                 log.info("dataset %r: %s from the cache", name, file)
                 tasks.append(_FileTask(name, file, spec, metadata, None, hit))
                 continue
-            single = {name: {"files": {file: spec}, "metadata": metadata}}
+            per_file = file_metadata({**metadata, "dataset": name}, file, spec)
+            single = {name: {"files": {file: spec}, "metadata": per_file}}
             try:
                 result = apply_to_fileset(
                     processor, single, schemaclass=schema, uproot_options=options
@@ -227,6 +236,18 @@ def _graphs(available, processor, schema, fail_fast, cache=None):
             graph = (output[name], report[name])
             tasks.append(_FileTask(name, file, spec, metadata, graph, None))
     return tasks, failures
+
+
+def file_metadata(metadata, file, spec):
+    """The metadata a processor gets for the events of one file: the dataset's,
+    plus coffea's names for the file (``filename``, ``treename``, ``fileuuid``, as
+    its executors set them), for messages and the names of files it writes."""
+    return {
+        **metadata,
+        "filename": file,
+        "treename": spec.get("object_path"),
+        "fileuuid": spec.get("uuid"),
+    }
 
 
 def _entries_of(spec):
@@ -249,7 +270,8 @@ def _file_failure(name, file, spec, err):
 
 
 def _compute(client, tasks, fail_fast, progress, cache=None):
-    """Outputs in the order of ``tasks`` (so sums do not depend on the cache)."""
+    """Outputs in the order of ``tasks`` (so sums do not depend on the cache),
+    failures, and the [(dataset, file, spec)] whose output is among the outputs."""
     # Submit every file at once (the workers stay busy), then collect in order.
     import dask
 
@@ -268,7 +290,7 @@ def _compute(client, tasks, fail_fast, progress, cache=None):
         for task in tasks
     ]
     everything = [f for _, group in pending for f in group or []]
-    outputs, failures = [], []
+    outputs, failures, completed = [], [], []
     for done, (task, futures) in enumerate(pending, start=1):
         name, file = task.dataset, task.file
         try:
@@ -294,6 +316,7 @@ def _compute(client, tasks, fail_fast, progress, cache=None):
             )
         else:
             outputs.append(output)
+            completed.append((name, file, task.spec))
             bad = _chunk_failures(name, file, report[0] if report else None)
             failures += bad
             if cache is not None and futures is not None and not bad:
@@ -304,7 +327,7 @@ def _compute(client, tasks, fail_fast, progress, cache=None):
             future.release()
         if progress is not None:
             progress(done, len(pending))
-    return outputs, failures
+    return outputs, failures, completed
 
 
 def _chunk_failures(name, file, report):

@@ -11,15 +11,19 @@
    false), the only ones that fill histograms;
 5. histograms (:func:`processors.histograms.book`): ``loss`` and ``mass_loss`` per
    model, ``mass`` once;
-6. with ``out_dir``: every selected jet as Parquet, ``OUT/<dataset>/part-*.parquet``,
-   with the jet fields of the image output, ``score_<model>`` and ``training``.
+6. with ``out_dir``: every selected jet as Parquet,
+   ``OUT/<dataset>/part-<tag>-<chunk>.parquet``, with the jet fields of the image
+   output, ``score_<model>`` and ``training``; the tag (:func:`part_tag`) names the
+   file and the run's settings, so that a rerun replaces the files it writes again.
 
 :func:`score_fileset` runs it over a fileset and returns computed histograms.
 """
 
 import hashlib
+import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -37,6 +41,7 @@ __all__ = [
     "ScoreProcessor",
     "dataset_weight",
     "limit_events",
+    "part_tag",
     "score_fileset",
 ]
 
@@ -63,6 +68,17 @@ def dataset_weight(metadata, unit_weight=False):
     return float(metadata["xsec_pb"]) / float(metadata["sum_weights"])
 
 
+def part_tag(metadata, run_key=None):
+    """The tag of the part files of one input file: a hash of the dataset, the file
+    (path, tree, uuid, as the runner sets them in the metadata) and ``run_key``."""
+    identity = {
+        "run": run_key,
+        **{k: metadata.get(k) for k in ("dataset", "filename", "treename", "fileuuid")},
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
 def _is_dask(array):
     return type(array).__module__.startswith("dask_awkward")
 
@@ -81,16 +97,20 @@ class ScoreProcessor(processor.ProcessorABC):
     ``scorers``: {model name: scorer} (:func:`processors.inference.make_scorers`).
     Output of :meth:`process`: ``{"histograms": {name: hist.dask.Hist}, "jets":
     {dataset: {"selected": n, "evaluation": n}}}`` plus ``"written"`` with
-    ``out_dir``.
+    ``out_dir``. ``run_key`` (JSON-able: models, settings) enters the names of
+    the part files (:func:`part_tag`).
     """
 
-    def __init__(self, scorers, jet_config=None, unit_weight=False, out_dir=None):
+    def __init__(
+        self, scorers, jet_config=None, unit_weight=False, out_dir=None, run_key=None
+    ):
         if not scorers:
             raise ConfigError("no model to score with; pass at least one model")
         self.scorers = dict(scorers)
         self.jet_config = jet_config or JetConfig()
         self.unit_weight = unit_weight
         self.out_dir = None if out_dir is None else Path(out_dir)
+        self.run_key = run_key
 
     def process(self, events):
         import dask_awkward as dak
@@ -127,21 +147,23 @@ class ScoreProcessor(processor.ProcessorABC):
             "evaluation": lib.sum(evaluation),
         }
         if self.out_dir is not None:
-            counts["written"] = self._write(jets, scores, training, dataset, events)
+            counts["written"] = self._write(jets, scores, training, metadata)
         return {"histograms": histograms, "jets": {dataset: counts}}
 
     def postprocess(self, accumulator):
         return accumulator
 
-    def _write(self, jets, scores, training, dataset, events):
+    def _write(self, jets, scores, training, metadata):
         import dask_awkward as dak
 
         columns = dict(zip(jets.fields, ak.unzip(jets), strict=True))
         columns.update({f"score_{name}": loss for name, loss in scores.items()})
         columns["training"] = training
-        # One graph per input file, each numbering its chunks from 0: the tag, a
-        # hash of the input, keeps the names of different files apart.
-        tag = hashlib.sha1(str(getattr(events, "name", "")).encode()).hexdigest()[:10]
+        # One graph per input file, each numbering its chunks from 0: the tag keeps
+        # the names of different files apart, and is the same in every run of the
+        # same file and settings (a resumed run overwrites, never duplicates).
+        dataset = metadata["dataset"]
+        tag = part_tag(metadata, self.run_key)
         writer = _PartitionWriter(self.out_dir / dataset, dataset, tag)
         if not _is_dask(jets):
             table = ak.zip(columns, depth_limit=1)
@@ -280,14 +302,17 @@ def score_fileset(
             {**(dataset.get("metadata") or {}), "dataset": name}, unit_weight
         )
     scorers = make_scorers(models_dir, names, triton_url, batch_size)
-    score = ScoreProcessor(scorers, jet_config, unit_weight, out_dir)
+    jet_config = jet_config or JetConfig()
+    key = _cache_key(
+        models_dir, scorers, jet_config, unit_weight, out_dir, max_events, step_size
+    )
+    score = ScoreProcessor(scorers, jet_config, unit_weight, out_dir, run_key=key)
     if max_events is not None:
         fileset = limit_events(fileset, max_events, step_size)
     cache = None
     if cache_dir is not None:
         from processors.cache import OutputCache
 
-        key = _cache_key(models_dir, scorers, score, max_events, step_size)
         cache = OutputCache(cache_dir, key)
     result = runner.run(
         fileset,
@@ -303,6 +328,8 @@ def score_fileset(
         if "ServingError" in failure["reason"]:
             message = failure["reason"].removeprefix("ServingError: ")
             raise ServingError(f"dataset {failure['dataset']!r}: {message}")
+    if out_dir is not None:
+        _remove_stale_parts(Path(out_dir), fileset, result, key)
     output = result.output or {}
     histograms = output.get("histograms") or book(lazy=False)
     report = {
@@ -317,7 +344,36 @@ def score_fileset(
     return histograms, report
 
 
-def _cache_key(models_dir, scorers, score, max_events, step_size):
+_PART = re.compile(r"part-([0-9a-f]{10})-\d+\.parquet")
+
+
+def _remove_stale_parts(out_dir, fileset, result, key):
+    """Remove the part files in ``out_dir/<dataset>`` that no completed file of
+    ``result`` wrote (a file that failed in this run, an earlier run with other
+    settings), so that the Parquet holds the jets the histograms hold."""
+    from processors.runner import file_metadata
+
+    expected = {
+        part_tag(file_metadata({"dataset": dataset}, file, spec), key)
+        for dataset, file, spec in result.completed
+    }
+    for dataset in fileset:
+        for part in sorted((out_dir / dataset).glob("part-*.parquet")):
+            match = _PART.fullmatch(part.name)
+            if match is None or match.group(1) in expected:
+                continue
+            log.info("removing %s: no file of this run wrote it", part)
+            try:
+                part.unlink()
+            except OSError as err:
+                raise OutputError(
+                    f"cannot remove the stale {part}: {err.strerror or err}"
+                ) from err
+
+
+def _cache_key(
+    models_dir, scorers, jet_config, unit_weight, out_dir, max_events, step_size
+):
     """What the per-file outputs depend on: model contents and settings."""
     models = {}
     for name in sorted(scorers):
@@ -329,9 +385,9 @@ def _cache_key(models_dir, scorers, score, max_events, step_size):
         models[name] = digest.hexdigest()
     return {
         "models": models,
-        "jet_config": score.jet_config.model_dump(mode="json"),
-        "unit_weight": score.unit_weight,
-        "out_dir": None if score.out_dir is None else str(score.out_dir),
+        "jet_config": jet_config.model_dump(mode="json"),
+        "unit_weight": unit_weight,
+        "out_dir": None if out_dir is None else str(out_dir),
         "max_events": max_events,
         "step_size": step_size,
     }
