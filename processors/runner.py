@@ -32,7 +32,14 @@ from typing import NamedTuple
 
 from analysis.errors import InputError, OutputError
 
-__all__ = ["RunResult", "run", "client_for", "file_metadata"]
+__all__ = [
+    "RunResult",
+    "client_for",
+    "file_metadata",
+    "run",
+    "unreadable_datasets",
+    "unreadable_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +255,40 @@ def file_metadata(metadata, file, spec):
         "treename": spec.get("object_path"),
         "fileuuid": spec.get("uuid"),
     }
+
+
+def unreadable_datasets(fileset, result):
+    """{dataset: its failures} for each dataset of ``fileset`` of which no event
+    could be read because every file failed (unreadable, rejected, its graph
+    failed, or every chunk failed). A dataset with some readable events is not
+    listed, nor one whose files are simply empty."""
+    readable = set()
+    for dataset, file, spec in result.completed:
+        start, stop = _entries_of(spec)
+        lost = sum(
+            failure["entries"][1] - failure["entries"][0]
+            for failure in result.failures
+            if failure["dataset"] == dataset
+            and failure["file"] == file
+            and failure["entries"]
+        )
+        if stop == start or lost < stop - start:
+            readable.add(dataset)
+    unreadable = {}
+    for dataset in fileset:
+        failures = [f for f in result.failures if f["dataset"] == dataset]
+        if failures and dataset not in readable:
+            unreadable[dataset] = failures
+    return unreadable
+
+
+def unreadable_message(dataset, failures):
+    """The error of a dataset whose every file failed, naming each file's reason."""
+    reasons = "; ".join(f"{f['file']}: {f['reason']}" for f in failures)
+    return (
+        f"dataset {dataset!r}: no event could be read, every file failed: "
+        f"{reasons}; fix or replace these files in the fileset"
+    )
 
 
 def _entries_of(spec):

@@ -292,7 +292,8 @@ def score_fileset(
     (:mod:`processors.cache`, keyed by the models and settings): after a failure
     (a Triton server gone), the same call computes only the files still missing
     and gives the histograms of an undisturbed run; ``report["cached"]`` lists
-    the files taken from the cache.
+    the files taken from the cache. ``report["unreadable"]`` lists the datasets
+    of which no event could be read, every file having failed.
     """
     from processors import runner
     from processors.inference import make_scorers
@@ -340,6 +341,7 @@ def score_fileset(
         "failures": result.failures,
         "chunks": result.chunks,
         "cached": [file for _, file in result.cached],
+        "unreadable": sorted(runner.unreadable_datasets(fileset, result)),
     }
     return histograms, report
 

@@ -10,6 +10,7 @@
 The events are coffea's real Delphes file (25 events) on an in-process cluster.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -126,3 +127,76 @@ def test_part_files_of_an_earlier_run_with_other_settings_are_removed(
     )
     after = parquet_rows(out, "top")
     assert len(after) == report["jets"]["top"]["selected"] < len(before)
+
+
+# ---- 2: a dataset whose every file fails is an error -----------------------------
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def broken_fileset(tmp_path, real_delphes_file):
+    """``broken``: a garbage file and a file read with a wrong tree name;
+    ``partial``: the same garbage file and a good one."""
+    from tests import faults
+
+    garbage = str(faults.garbage_file(tmp_path / "garbage.root"))
+    copy = tmp_path / "events.root"
+    shutil.copyfile(real_delphes_file, copy)
+    fileset = {
+        "broken": {"files": {garbage: "Delphes", str(copy): "Events"}},
+        "partial": {"files": {garbage: "Delphes", str(copy): "Delphes"}},
+    }
+    target = tmp_path / "datasets.json"
+    target.write_text(json.dumps(fileset))
+    return target, garbage, str(copy)
+
+
+def test_images_of_a_dataset_whose_every_file_fails_exit_2(
+    tmp_path, real_delphes_file, scheduler, caplog
+):
+    from analysis import cli
+
+    fileset, garbage, copy = broken_fileset(tmp_path, real_delphes_file)
+    common = ["images", "--fileset", str(fileset), "--out", str(tmp_path / "out")]
+    common += ["--scheduler", scheduler]
+    assert cli.main([*common, "--dataset", "broken"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "dataset 'broken'" in errors[0]
+    assert f"{garbage}: " in errors[0] and f"{copy}: " in errors[0]
+    assert "Events" in errors[0]  # the tree that is not in the file
+    report = json.loads((tmp_path / "out" / "broken" / "report.json").read_text())
+    assert len(report["failures"]) == 2
+
+    caplog.clear()
+    assert cli.main([*common, "--dataset", "partial"]) == 0  # a warning only
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_score_of_a_dataset_whose_every_file_fails_exits_2(
+    tmp_path, real_delphes_file, pca_models, scheduler, caplog
+):
+    from analysis import cli
+
+    fileset, garbage, copy = broken_fileset(tmp_path, real_delphes_file)
+    argv = ["score", "--fileset", str(fileset), "--models", str(pca_models)]
+    argv += ["--out", str(tmp_path / "out"), "--scheduler", scheduler]
+    argv += ["--unit-weight", "--dataset", "broken", "--dataset", "partial"]
+    assert cli.main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "dataset 'broken'" in errors[0] and "partial" not in errors[0]
+    assert f"{garbage}: " in errors[0] and f"{copy}: " in errors[0]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["unreadable"] == ["broken"]
+    assert "partial" in report["jets"]  # scored, with a warning for the garbage
+    partial = [f["file"] for f in report["failures"] if f["dataset"] == "partial"]
+    assert partial == [garbage]

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def run(args):
     from analysis.fileset import load_fileset
     from processors.image_processor import ImageProcessor, clear_parts, write_report
     from processors.runner import run as run_processor
+    from processors.runner import unreadable_datasets, unreadable_message
 
     if args.step_size < 1 or args.workers < 1:
         raise ConfigError("--step-size and --workers must be at least 1")
@@ -134,4 +135,7 @@ def run(args):
     for failure in report["failures"]:
         log.warning("failed: %s: %s", failure["file"], failure["reason"])
     log.info("wrote %s", folder)
+    unreadable = unreadable_datasets(fileset, result)
+    if args.dataset in unreadable:  # the report above keeps every reason too
+        raise InputError(unreadable_message(args.dataset, unreadable[args.dataset]))
     return 0

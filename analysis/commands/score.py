@@ -4,7 +4,7 @@ import logging
 import pickle
 from pathlib import Path
 
-from analysis.errors import ConfigError, OutputError
+from analysis.errors import ConfigError, InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,22 @@ def run(args):
     for failure in report["failures"]:
         log.warning("failed: %s: %s", failure["file"], failure["reason"])
     log.info("wrote %s", args.out)
+    _refuse_unreadable(report)
     return 0
+
+
+def _refuse_unreadable(report):
+    """An error (exit status 2) when a dataset gave no event: every file failed."""
+    from processors.runner import unreadable_message
+
+    messages = [
+        unreadable_message(
+            dataset, [f for f in report["failures"] if f["dataset"] == dataset]
+        )
+        for dataset in report["unreadable"]
+    ]
+    if messages:
+        raise InputError("\n".join(messages))
 
 
 def _write_histograms(path, histograms):
