@@ -83,10 +83,14 @@ def client_for(scheduler=None, workers=2, processes=True):
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="20s")
-        except OSError as err:
+        except (OSError, ValueError, TypeError) as err:
+            # OSError: nothing answers; ValueError: not an address (no port, an
+            # unknown scheme); TypeError: tls:// without TLS settings.
             raise InputError(
-                f"cannot reach the dask scheduler at {scheduler!r}: {err}; start it "
-                "or leave --scheduler out for a local cluster"
+                f"cannot connect to the dask scheduler at {scheduler!r}: "
+                f"{type(err).__name__}: {err}; pass its address as tcp://HOST:PORT "
+                "(or tls://HOST:PORT), start it, or leave --scheduler out for a "
+                "local cluster"
             ) from err
         with client:
             yield client

@@ -200,3 +200,29 @@ def test_score_of_a_dataset_whose_every_file_fails_exits_2(
     assert "partial" in report["jets"]  # scored, with a warning for the garbage
     partial = [f["file"] for f in report["failures"] if f["dataset"] == "partial"]
     assert partial == [garbage]
+
+
+# ---- 3: a malformed scheduler address ---------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["notaurl", "foo://127.0.0.1:1", "tcp://:"])
+def test_malformed_scheduler_address_is_an_input_error(address):
+    from analysis.errors import InputError
+    from processors.runner import client_for
+
+    with pytest.raises(InputError) as caught, client_for(address):
+        pass
+    assert repr(address) in str(caught.value)
+    assert "tcp://HOST:PORT" in str(caught.value)
+
+
+def test_images_with_a_malformed_scheduler_exits_2(tmp_path, real_delphes_file, caplog):
+    from analysis import cli
+
+    fileset, _, _ = broken_fileset(tmp_path, real_delphes_file)
+    argv = ["images", "--fileset", str(fileset), "--dataset", "partial"]
+    argv += ["--out", str(tmp_path / "out"), "--scheduler", "notaurl"]
+    assert cli.main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "'notaurl'" in errors[0]
+    assert "tcp://HOST:PORT" in errors[0]
