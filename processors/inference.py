@@ -25,14 +25,55 @@ import numpy as np
 from coffea.ml_tools import tf_wrapper, triton_wrapper
 from coffea.ml_tools.helper import nonserializable_attribute
 
-from analysis.errors import InputError, ServingError
+from analysis.errors import ConfigError, InputError, ServingError
 
-__all__ = ["LocalScorer", "TritonScorer", "make_scorers", "IMAGE_SHAPE"]
+__all__ = [
+    "IMAGE_SHAPE",
+    "LocalScorer",
+    "TritonScorer",
+    "make_scorers",
+    "triton_address",
+]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SHAPE = (37, 37)
 TRITON_SCHEMES = ("triton+grpc", "triton+http")
+
+
+def triton_address(url):
+    """``(scheme, "HOST:PORT")`` of a Triton URL ``triton+grpc://HOST:PORT``.
+
+    The scheme is one of :data:`TRITON_SCHEMES`, the host is present and the port
+    is explicit and in 1..65535 (the client would otherwise take port 443, or a
+    port number modulo 65536); anything else is a :class:`ConfigError`.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        problem = _triton_url_problem(parts, parts.port)
+    except ValueError as err:  # .port: not a number, or above 65535
+        problem = f"the port must be a number from 1 to 65535 ({err})"
+    if problem is not None:
+        raise ConfigError(
+            f"Triton URL {url!r}: {problem}; write it as triton+grpc://HOST:PORT "
+            "(the URL 'aejets serve' logs)"
+        )
+    return parts.scheme, parts.netloc
+
+
+def _triton_url_problem(parts, port):
+    """What is wrong with a split Triton URL, or None."""
+    if parts.scheme not in TRITON_SCHEMES:
+        return f"the scheme must be one of {', '.join(TRITON_SCHEMES)}"
+    if not parts.hostname:
+        return "it names no host"
+    if port is None or not 1 <= port <= 65535:
+        return "the port must be given, from 1 to 65535"
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        return "it must hold only the host and the port"
+    return None
 
 
 def _as_model_batch(images):
@@ -116,7 +157,8 @@ class LocalScorer(tf_wrapper):
 class TritonScorer(triton_wrapper):
     """Loss of each jet from ``model`` (version ``version``) on a Triton server.
 
-    ``server_url`` is ``triton+grpc://HOST:PORT`` (or ``triton+http://``). Requests
+    ``server_url`` is ``triton+grpc://HOST:PORT`` (or ``triton+http://``), checked
+    by :func:`triton_address`. Requests
     carry ``batch_size`` jets, ``concurrency`` of them in flight at once; the
     server's dynamic batcher may merge them. An
     unreachable server is retried ``retries`` times with growing waits (about
@@ -134,19 +176,14 @@ class TritonScorer(triton_wrapper):
         retries=5,
         timeout_s=120,
     ):
-        scheme, _, address = server_url.partition("://")
-        if scheme not in TRITON_SCHEMES or not address or "/" in address.rstrip("/"):
-            raise ServingError(
-                f"Triton URL {server_url!r} must look like triton+grpc://HOST:PORT "
-                "(the URL 'aejets serve' logs)"
-            )
+        scheme, address = triton_address(server_url)
         if batch_size < 1 or concurrency < 1:
             raise ValueError(
                 f"batch_size and concurrency must be positive, got {batch_size} "
                 f"and {concurrency}"
             )
         client_args = {"ssl": False} if scheme == "triton+grpc" else None
-        model_url = f"{scheme}://{address.rstrip('/')}/{model}/{version}"
+        model_url = f"{scheme}://{address}/{model}/{version}"
         super().__init__(model_url, client_args=client_args, batch_size=batch_size)
         self.name = model
         self.server_url = server_url

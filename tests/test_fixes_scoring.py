@@ -226,3 +226,40 @@ def test_images_with_a_malformed_scheduler_exits_2(tmp_path, real_delphes_file, 
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "'notaurl'" in errors[0]
     assert "tcp://HOST:PORT" in errors[0]
+
+
+# ---- 4: a malformed Triton URL ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "triton+grpc://127.0.0.1:99999",  # the client took it modulo 65536
+        "triton+grpc://127.0.0.1",  # the client took port 443
+        "triton+grpc://127.0.0.1:0",
+        "triton+grpc://:8001",
+        "triton+grpc://127.0.0.1:port",
+        "grpc://127.0.0.1:8001",
+        "triton+grpc://127.0.0.1:8001/pca/1",
+    ],
+)
+def test_malformed_triton_url_is_a_config_error(url, pca_models):
+    from analysis.errors import ConfigError
+    from processors.inference import make_scorers
+
+    with pytest.raises(ConfigError) as caught:
+        make_scorers(pca_models, triton_url=url)
+    assert repr(url) in str(caught.value)
+    assert "triton+grpc://HOST:PORT" in str(caught.value)
+
+
+def test_triton_url_keeps_its_host_and_port(pca_models):
+    from processors.inference import make_scorers
+
+    for url, address in [
+        ("triton+grpc://127.0.0.1:65535", "127.0.0.1:65535"),
+        ("triton+grpc://localhost:8001/", "localhost:8001"),
+        ("triton+http://[::1]:8000", "[::1]:8000"),
+    ]:
+        scorer = make_scorers(pca_models, triton_url=url)["pca"]
+        assert (scorer.address, scorer.model, scorer.version) == (address, "pca", "1")
