@@ -30,6 +30,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from analysis.errors import InputError, OutputError
 
 __all__ = [
@@ -72,6 +74,24 @@ class _FileTask(NamedTuple):
     cached: object  # the output from the cache, or None
 
 
+class _OutputErrorFilter(logging.Filter):
+    """Drops a worker's "Compute Failed" record of an OutputError."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not (message.startswith("Compute Failed") and "OutputError(" in message)
+
+
+class QuietOutputErrors(WorkerPlugin):
+    """Worker plugin: the worker logs no "Compute Failed" traceback for an
+    :class:`OutputError`, which reaches the client and is reported there."""
+
+    def setup(self, worker):
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _OutputErrorFilter) for f in logger.filters):
+            logger.addFilter(_OutputErrorFilter())
+
+
 @contextlib.contextmanager
 def client_for(scheduler=None, workers=2, processes=True):
     """A ``distributed.Client``: given, connected to an address, or local."""
@@ -104,6 +124,9 @@ def client_for(scheduler=None, workers=2, processes=True):
         ) as cluster,
         Client(cluster) as client,
     ):
+        # The workers print to this terminal: an output that cannot be written
+        # is reported once, as one line, not also as a worker's traceback.
+        client.register_plugin(QuietOutputErrors(), name="aejets-quiet-output-errors")
         yield client
 
 

@@ -263,3 +263,40 @@ def test_triton_url_keeps_its_host_and_port(pca_models):
     ]:
         scorer = make_scorers(pca_models, triton_url=url)["pca"]
         assert (scorer.address, scorer.model, scorer.version) == (address, "pca", "1")
+
+
+# ---- 5: an unwritable --out: one line, no worker traceback --------------------------
+
+
+def test_unwritable_out_prints_no_worker_traceback(
+    tmp_path, real_delphes_file, capfd, caplog
+):
+    from analysis import cli
+
+    fileset = tmp_path / "datasets.json"
+    entry = {"files": {str(real_delphes_file): "Delphes"}, "metadata": {}}
+    fileset.write_text(json.dumps({"top": entry}))
+    (tmp_path / "file").touch()
+    out = tmp_path / "file" / "out"  # below a file: cannot be made
+    argv = ["images", "--fileset", str(fileset), "--dataset", "top"]
+    argv += ["--out", str(out), "--workers", "1", "--pt-range", "50", "5000"]
+    assert cli.main(argv) == 2  # a local cluster of one worker process
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Not a directory" in errors[0]
+    assert str(out) in errors[0]
+    printed = capfd.readouterr()
+    assert "Compute Failed" not in printed.err + printed.out
+    assert "Traceback" not in printed.err + printed.out
+
+
+def test_worker_logs_other_task_errors_as_before(caplog):
+    import logging
+
+    from processors.runner import client_for
+
+    with client_for(workers=1, processes=False):
+        logger = logging.getLogger("distributed.worker")
+        logger.error("Compute Failed\nException: \"OutputError('cannot write')\"")
+        logger.error("Compute Failed\nException: \"InputError('no such branch')\"")
+    failed = [r.getMessage() for r in caplog.records if "Compute Failed" in r.msg]
+    assert len(failed) == 1 and "InputError" in failed[0]
