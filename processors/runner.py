@@ -101,9 +101,15 @@ def client_for(scheduler=None, workers=2, processes=True):
         yield scheduler
         return
     if scheduler is not None:
+        import dask
+
+        previous = dask.config.get("scheduler", None)
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, ValueError, TypeError) as err:
+            # A Client that fails to connect has already made itself dask's
+            # default scheduler: undo that, or later computes look for it.
+            dask.config.set(scheduler=previous)
             # OSError: nothing answers; ValueError: not an address (no port, an
             # unknown scheme); TypeError: tls:// without TLS settings.
             raise InputError(
