@@ -365,7 +365,7 @@ class ImageProcessor(processor.ProcessorABC):
         # Same input chunks and settings -> same names, so a rerun replaces files.
         key = f"{getattr(events, 'name', '')} {self.config.model_dump_json()}"
         tag = hashlib.sha1(key.encode()).hexdigest()[:10]
-        writer = _ChunkWriter(folder, dataset, tag)
+        writer = ChunkWriter(folder, dataset, tag)
         if not _is_dask(table):
             return int(writer(table, 0)[0])
 
@@ -381,8 +381,12 @@ class ImageProcessor(processor.ProcessorABC):
         return dak.sum(written)
 
 
-class _ChunkWriter:
-    """Write one chunk's jets as ``part-<tag>-<chunk>.parquet``, atomically."""
+class ChunkWriter:
+    """Write one chunk's jets as ``part-<tag>-<chunk>.parquet``, atomically.
+
+    Shared by the image and score processors: both write one Parquet file per
+    chunk under a temporary name, readable as the umask allows, then renamed.
+    """
 
     def __init__(self, folder, dataset, tag):
         self.folder, self.dataset, self.tag = Path(folder), dataset, tag

@@ -22,9 +22,7 @@
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import awkward as ak
@@ -34,7 +32,7 @@ from coffea import processor
 from analysis.errors import ConfigError, OutputError, ServingError
 from analysis.split import is_training
 from processors.histograms import FAILING_TRUTH, book
-from processors.image_processor import jets_and_images
+from processors.image_processor import ChunkWriter, jets_and_images
 from processors.jets import JetConfig
 
 __all__ = [
@@ -164,7 +162,7 @@ class ScoreProcessor(processor.ProcessorABC):
         # same file and settings (a resumed run overwrites, never duplicates).
         dataset = metadata["dataset"]
         tag = part_tag(metadata, self.run_key)
-        writer = _PartitionWriter(self.out_dir / dataset, dataset, tag)
+        writer = ChunkWriter(self.out_dir / dataset, dataset, tag)
         if not _is_dask(jets):
             table = ak.zip(columns, depth_limit=1)
             return int(writer(table, 0)[0])
@@ -193,42 +191,6 @@ def _fill(histograms, category, mask, jets, scores, scale):
         histograms["mass_loss"].fill(
             dataset=category, model=name, mass=mass, loss=loss, weight=weight
         )
-
-
-class _PartitionWriter:
-    """Write one partition's jets as ``part-<tag>-<chunk>.parquet``, atomically."""
-
-    def __init__(self, folder, dataset, tag):
-        self.folder, self.dataset, self.tag = Path(folder), dataset, tag
-
-    def __call__(self, table, chunk):
-        if ak.backend(table) == "typetracer":
-            ak.typetracer.touch_data(table)
-            return ak.Array(ak.Array(np.zeros(0, np.int64)).layout.to_typetracer(True))
-        if len(table):
-            table = ak.with_field(table, [self.dataset] * len(table), "dataset")
-            chunk = chunk[0] if isinstance(chunk, tuple) else chunk  # BlockIndex: (i,)
-            name = f"part-{self.tag}-{int(chunk):05d}.parquet"
-            self._write(table, self.folder / name)
-        return ak.Array(np.array([len(table)], dtype=np.int64))
-
-    def _write(self, table, target):
-        partial = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(
-                dir=self.folder, prefix=f".{target.name}.", suffix=".tmp"
-            )
-            os.close(handle)
-            ak.to_parquet(table, partial)
-            os.replace(partial, target)
-        except OSError as err:
-            raise OutputError(
-                f"cannot write {target}: {err.strerror or err}; choose a writable --out"
-            ) from err
-        finally:
-            if partial is not None:  # renamed when complete; else a partial file
-                Path(partial).unlink(missing_ok=True)
 
 
 def limit_events(fileset, max_events, step_size=None):

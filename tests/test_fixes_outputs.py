@@ -87,10 +87,10 @@ def test_checkpoint_files_are_0644(tmp_path, umask_022):
 
 
 def test_image_parquet_is_0644(tmp_path, umask_022):
-    from processors.image_processor import _ChunkWriter
+    from processors.image_processor import ChunkWriter
 
     table = ak.Array({"pt": np.array([500.0, 600.0])})
-    writer = _ChunkWriter(tmp_path / "qcd", "qcd", "t")
+    writer = ChunkWriter(tmp_path / "qcd", "qcd", "t")
     assert writer(table, 0).tolist() == [2]
     (part,) = (tmp_path / "qcd").glob("part-*.parquet")
     assert _mode(part) == 0o644

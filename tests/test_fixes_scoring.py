@@ -82,7 +82,7 @@ def test_resumed_score_run_has_the_rows_of_an_undisturbed_run(
     assert all(len(rows) > 3 for rows in expected.values())
 
     # The interrupted run: chunk 1 of top is written, then its "server" fails.
-    writer = score_processor._PartitionWriter
+    writer = score_processor.ChunkWriter
     original = writer.__call__
     down = tmp_path / "server-down"
     down.touch()
