@@ -15,6 +15,8 @@ import matplotlib
 import mplhep
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from analysis import measures
 from analysis import statistics as st
@@ -234,7 +236,7 @@ def plot_bump_hunt(study, numbers):
     for ax, when in zip(axes, ("before", "after"), strict=True):
         background = dists["background"][when][0][1:-1]
         signal = dists["signal"][when][0][1:-1]
-        mplhep.histplot(
+        artists = mplhep.histplot(
             [background, signal],
             edges,
             stack=True,
@@ -242,7 +244,14 @@ def plot_bump_hunt(study, numbers):
             label=[s.background, s.bump_signal],
             ax=ax,
         )
-        ax.axvspan(*numbers["window"], color="grey", alpha=0.15, label="window")
+        for edge in numbers["window"]:  # lines: a shaded band hides under the fill
+            ax.axvline(edge, color="black", ls="--", lw=1.5)
+        colours = {a.stairs.get_label(): a.stairs.get_facecolor() for a in artists}
+        handles = [
+            Patch(color=colours[label], label=label)
+            for label in (s.background, s.bump_signal)
+        ]
+        handles.append(Line2D([], [], color="black", ls="--", label="mass window"))
         ratio = numbers[f"s_over_b_{when}"]
         title = (
             "No cut"
@@ -252,9 +261,14 @@ def plot_bump_hunt(study, numbers):
         if ratio is not None:
             title += f"\nS/B = {ratio:.1%} in window"
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, low * (high / low) ** 1.8)  # headroom for the legend
         ax.set_xlabel("Jet mass [GeV]")
         ax.set_ylabel("Jets / bin")
-        ax.legend(title=title)
+        # An opaque frame, top right: the legend must not sit on the fill.
+        ax.legend(
+            handles=handles, title=title, loc="upper right", frameon=True, framealpha=1
+        )
     return figure
 
 
