@@ -13,6 +13,7 @@ Metadata keys written by ``aejets generate`` (all optional for a user's files):
 ``{"process": ..., "events": ..., "seed": ..., "shower": ...}``.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from analysis.errors import ConfigError, OutputError
 
 __all__ = [
+    "atomic_path",
     "check_dataset_name",
     "load_fileset",
     "publish",
@@ -121,21 +123,36 @@ def register_dataset(path, name, files, metadata):
 
 def write_json_atomic(path, payload):
     """Write JSON under a temporary name in the same folder, then rename."""
+    with atomic_path(path) as partial, partial.open("w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path, advice="choose a writable folder", suffix=".tmp"):
+    """A temporary file beside ``path`` for the block to write; then ``path``.
+
+    The yielded temporary (hidden, ``.<name>.<random><suffix>``; pass the final
+    suffix where a writer insists on it) is given the mode of a normal file and
+    renamed to ``path`` when the block ends without error. Whatever happens, no
+    temporary is left behind, and a partial file never sits under ``path``. An
+    ``OSError`` (a folder that cannot be written, a full disk) becomes an
+    :class:`OutputError` naming ``path`` and ending with ``advice``.
+    """
     path = Path(path)
     partial = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            partial = handle.name
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        handle, partial = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=suffix
+        )
+        os.close(handle)
+        yield Path(partial)
         publish(partial)
         os.replace(partial, path)
     except OSError as err:
         raise OutputError(
-            f"cannot write {path}: {err.strerror}; choose a writable folder"
+            f"cannot write {path}: {err.strerror or err}; {advice}"
         ) from err
     finally:
         if partial is not None:  # renamed when complete; else a partial file

@@ -7,8 +7,6 @@ lack what it needs; :func:`write_all` saves what exists.
 """
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +18,7 @@ from matplotlib.patches import Patch
 
 from analysis import measures
 from analysis import statistics as st
-from analysis.errors import OutputError
+from analysis.fileset import atomic_path
 
 __all__ = [
     "plot_bump_hunt",
@@ -91,18 +89,11 @@ def _remove_stale(plots_dir, written):
 
 def _save(figure, path, fmt):
     # Fonts are resolved when drawing: save inside the style too.
-    style = matplotlib.rc_context(mplhep.style.CMS)
-    try:
-        with (
-            style,
-            tempfile.NamedTemporaryFile(
-                dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-            ) as handle,
-        ):
-            figure.savefig(handle, format=fmt)
-        os.replace(handle.name, path)
-    except OSError as err:
-        raise OutputError(f"cannot write the plot {path}: {err.strerror}") from err
+    with (
+        matplotlib.rc_context(mplhep.style.CMS),
+        atomic_path(path, "choose a writable results folder") as partial,
+    ):
+        figure.savefig(partial, format=fmt)
 
 
 def _figure(ncols=1, lumi=None):

@@ -17,10 +17,8 @@ Outputs (rebuilt by ``aejets report`` through :func:`write_outputs`):
 
 import logging
 import math
-import os
 import pickle
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import numpy as np
 
 from analysis import measures
 from analysis.errors import InputError, OutputError
-from analysis.fileset import publish, write_json_atomic
+from analysis.fileset import atomic_path, write_json_atomic
 from analysis.study import HISTOGRAMS, Study
 
 __all__ = [
@@ -158,15 +156,9 @@ def write_root(path, histograms):
     """One TH1D/TH2D per category: ``loss/<dataset>/<model>``, ``mass/<dataset>``..."""
     import uproot
 
-    path = Path(path)
-
-    def fill(handle):
-        handle.close()  # uproot writes the file by name
-        with uproot.recreate(handle.name) as out:
-            for key, h in _root_objects(histograms):
-                out[key] = h
-
-    _atomic(path, fill, "wb")
+    with atomic_path(path) as partial, uproot.recreate(partial) as out:
+        for key, h in _root_objects(histograms):
+            out[key] = h
 
 
 def _root_objects(histograms):
@@ -246,18 +238,5 @@ def _mkdir(path):
 
 def _atomic(path, write, mode):
     """Call ``write(handle)`` on a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    try:
-        with tempfile.NamedTemporaryFile(
-            mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            try:
-                write(handle)
-            except BaseException:
-                handle.close()
-                os.unlink(handle.name)
-                raise
-        publish(handle.name)
-        os.replace(handle.name, path)
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror}") from err
+    with atomic_path(path) as partial, partial.open(mode) as handle:
+        write(handle)

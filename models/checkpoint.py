@@ -17,9 +17,7 @@ uninterrupted run's: the result is equivalent, not bit-identical.
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import keras
 import numpy as np
 
 from analysis.errors import OutputError
-from analysis.fileset import publish
+from analysis.fileset import atomic_path
 
 __all__ = ["Checkpoint", "Resume"]
 
@@ -136,16 +134,9 @@ def _float_or_none(value):
 
 def _atomic(path, write):
     """``write(temporary path)`` beside ``path``, then rename it to ``path``."""
-    handle, partial = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
-    )
-    os.close(handle)
-    try:
-        write(partial)
-        publish(partial)
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    # The temporary keeps the final suffix: Keras picks the format by it.
+    with atomic_path(path, "choose a writable --out", suffix=path.suffix) as partial:
+        write(str(partial))
 
 
 class _SaveEachEpoch(keras.callbacks.Callback):

@@ -15,13 +15,11 @@ The entries are pickles: use a cache folder only this project writes.
 import hashlib
 import json
 import logging
-import os
 import pickle
 import shutil
-import tempfile
 from pathlib import Path
 
-from analysis.errors import OutputError
+from analysis.fileset import atomic_path
 
 __all__ = ["OutputCache"]
 
@@ -50,22 +48,9 @@ class OutputCache:
     def store(self, dataset, file, spec, metadata, output):
         """Keep ``output`` of this file for a later run."""
         path = self._path(dataset, file, spec, metadata)
-        partial = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(
-                dir=self.folder, prefix=f".{path.name}.", suffix=".tmp"
-            )
-            with os.fdopen(handle, "wb") as out:
-                pickle.dump(output, out)
-            os.replace(partial, path)
-        except OSError as err:
-            raise OutputError(
-                f"cannot write the cached output {path}: {err.strerror or err}"
-            ) from err
-        finally:
-            if partial is not None:  # renamed when complete; else a partial file
-                Path(partial).unlink(missing_ok=True)
+        advice = "choose a writable --out"
+        with atomic_path(path, advice) as partial, partial.open("wb") as out:
+            pickle.dump(output, out)
 
     def clear(self):
         """Forget every stored output."""

@@ -22,8 +22,6 @@ bounded by the chunk size.
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +30,7 @@ import numpy as np
 from coffea import processor
 
 from analysis.errors import InputError, OutputError
+from analysis.fileset import atomic_path
 from processors.images import N_PIXELS, jet_images
 from processors.jets import (
     JetConfig,
@@ -402,27 +401,10 @@ class ChunkWriter:
         return ak.Array(np.array([n_jets], dtype=np.int64))
 
     def _write(self, table, name):
-        from analysis.fileset import publish
-
         table = ak.with_field(table, ak.Array([self.dataset] * len(table)), "dataset")
         target = self.folder / name
-        partial = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(
-                dir=self.folder, prefix=f".{name}.", suffix=".tmp"
-            )
-            os.close(handle)
+        with atomic_path(target, "choose a writable --out") as partial:
             ak.to_parquet(table, partial)
-            publish(partial)
-            os.replace(partial, target)
-        except OSError as err:
-            raise OutputError(
-                f"cannot write {target}: {err.strerror or err}; choose a writable --out"
-            ) from err
-        finally:
-            if partial is not None:  # renamed when complete; else a partial file
-                Path(partial).unlink(missing_ok=True)
         log.debug("wrote %d jets to %s", len(table), target)
 
 

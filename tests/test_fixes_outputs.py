@@ -64,6 +64,24 @@ def test_results_files_are_0644(tmp_path, umask_022):
         assert _mode(tmp_path / name) == 0o644, name
 
 
+def test_plots_and_cached_outputs_are_0644(tmp_path, umask_022):
+    from matplotlib.figure import Figure
+
+    from analysis.plots import _save
+    from processors.cache import OutputCache
+
+    figure = Figure()
+    figure.subplots().plot([0, 1], [1, 0])
+    _save(figure, tmp_path / "line.png", "png")
+    assert _mode(tmp_path / "line.png") == 0o644
+    cache = OutputCache(tmp_path / "cache", "key")
+    cache.store("qcd", "a.root", {"steps": [[0, 10]]}, {}, {"events": 10})
+    (stored,) = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert _mode(stored) == 0o644
+    assert cache.load("qcd", "a.root", {"steps": [[0, 10]]}, {}) == {"events": 10}
+    assert [p.name for p in tmp_path.rglob(".*")] == []  # no temporary left
+
+
 def test_model_folder_is_0755_and_its_files_0644(tmp_path, umask_022):
     from models.io import save_model
     from models.pca import build_pca, fit_pca
