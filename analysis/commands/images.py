@@ -25,6 +25,18 @@ def register(subparsers):
     parser.add_argument("--fileset", required=True, type=Path, help="datasets.json")
     parser.add_argument("--dataset", required=True, help="dataset name in the fileset")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_jet_options(parser)
+    add_cluster_options(parser, "events per chunk, i.e. per Parquet file")
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first unreadable file or chunk (exit status 2)",
+    )
+    parser.set_defaults(func=run)
+
+
+def add_jet_options(parser):
+    """The fat-jet options, shared by 'aejets images' and 'aejets score'."""
     parser.add_argument(
         "--pt-range",
         nargs=2,
@@ -51,11 +63,12 @@ def register(subparsers):
         default="eflow",
         help="energy-flow objects (default) or calorimeter towers",
     )
+
+
+def add_cluster_options(parser, step_help):
+    """Chunking and the dask cluster, shared by 'aejets images' and 'aejets score'."""
     parser.add_argument(
-        "--step-size",
-        type=int,
-        default=5000,
-        help="events per chunk, i.e. per Parquet file (default 5000)",
+        "--step-size", type=int, default=5000, help=f"{step_help} (default 5000)"
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="local dask workers (default 2)"
@@ -63,12 +76,6 @@ def register(subparsers):
     parser.add_argument(
         "--scheduler", help="address of a running dask scheduler (default: local)"
     )
-    parser.add_argument(
-        "--fail-fast",
-        action="store_true",
-        help="stop at the first unreadable file or chunk (exit status 2)",
-    )
-    parser.set_defaults(func=run)
 
 
 def jet_config(args):

@@ -4,6 +4,7 @@ import logging
 import pickle
 from pathlib import Path
 
+from analysis.commands.images import add_cluster_options, add_jet_options
 from analysis.errors import ConfigError, InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,8 @@ def register(subparsers):
         action="store_true",
         help="fill histograms with weight 1 instead of xsec_pb/sum_weights",
     )
-    _add_jet_options(parser)
-    parser.add_argument(
-        "--step-size", type=int, default=5000, help="events per chunk (default 5000)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="local dask workers (default 2)"
-    )
-    parser.add_argument(
-        "--scheduler", help="address of a running dask scheduler (default: local)"
-    )
+    add_jet_options(parser)
+    add_cluster_options(parser, "events per chunk")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -81,24 +74,6 @@ def register(subparsers):
         "only the files still missing",
     )
     parser.set_defaults(func=run)
-
-
-def _add_jet_options(parser):
-    """The jet selection options of 'aejets images' (same names and defaults)."""
-    parser.add_argument(
-        "--pt-range",
-        nargs=2,
-        type=float,
-        metavar=("LO", "HI"),
-        default=(800.0, 900.0),
-        help="jet pT window in GeV (default 800 900)",
-    )
-    parser.add_argument("--eta-max", type=float, default=1.0, help="default 1")
-    parser.add_argument("--radius", type=float, default=1.5, help="default 1.5")
-    parser.add_argument(
-        "--max-jets", type=int, default=1, help="leading jets per event (0: all)"
-    )
-    parser.add_argument("--constituents", choices=("eflow", "towers"), default="eflow")
 
 
 def run(args):
