@@ -31,7 +31,7 @@ from generation.processes import (
 )
 from generation.record import check_record
 
-__all__ = ["SampleResult", "generate_sample", "file_name", "job_seeds"]
+__all__ = ["SampleResult", "check_request", "file_name", "generate_sample", "job_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,20 @@ def job_seeds(seed, index):
     return int(state[0] % _PYTHIA_SEED_MAX) + 1, int(state[1])
 
 
-def file_name(process, shower, seed, index):
-    suffix = "" if shower == DEFAULT_SHOWER else f"_{shower}"
-    return f"{process}{suffix}_s{seed}_{index:03d}.root"
+def file_name(process, shower, seed, index, mass=DEFAULT_GLUINO_MASS, particles="all"):
+    """The file's name holds every setting that changes its events, except the
+    number of events, so that a rerun with other settings never keeps it."""
+    parts = [process]
+    if shower != DEFAULT_SHOWER:
+        parts.append(shower)
+    if process == "gluino" and float(mass) != DEFAULT_GLUINO_MASS:
+        parts.append(f"m{float(mass):g}")
+    if particles != "all":
+        parts.append(f"{particles}record")
+    return f"{'_'.join(parts)}_s{seed}_{index:03d}.root"
 
 
-def _check_request(process, events, jobs, shower, seed, mass):
+def check_request(process, events, jobs, shower, seed, mass):
     get_process(process)
     check_shower(shower)
     if isinstance(events, bool) or not isinstance(events, int) or events <= 0:
@@ -118,7 +126,7 @@ def plan_jobs(
             index=i,
             n_events=int(size),
             first_number=int(start),
-            path=Path(out_dir) / file_name(process, shower, seed, i),
+            path=Path(out_dir) / file_name(process, shower, seed, i, mass, particles),
             mass=mass,
             batch_size=batch_size,
             particles=particles,
@@ -147,7 +155,7 @@ def generate_sample(
     :mod:`generation.record`). Returns a
     :class:`SampleResult` with the file paths and the fileset metadata.
     """
-    _check_request(process, events, jobs, shower, seed, mass)
+    check_request(process, events, jobs, shower, seed, mass)
     check_record(particles)
     out_dir = _check_output(out_dir)
     plan = plan_jobs(

@@ -155,6 +155,35 @@ def test_seeds_and_file_plan():
     assert file_name("top", "pythia", 3, 2) == "top_s3_002.root"
 
 
+def test_files_made_with_other_settings_are_never_kept():
+    # A rerun keeps a file by its name and event count: the name must change
+    # with every setting that changes the events.
+    def name(process, mass=400.0, particles="all", shower="pythia"):
+        plan = plan_jobs(process, 10, "/x", 1, 1, shower, mass, 100, particles)
+        return plan[0].path.name
+
+    names = [name("gluino", m, p) for m in (400.0, 1000.0) for p in ("all", "hard")]
+    assert len(set(names)) == 4
+    assert names[0] == "gluino_s1_000.root"
+    assert name("gluino", 1000.0) == "gluino_m1000_s1_000.root"
+    assert name("qcd", 1000.0) == "qcd_s1_000.root"  # the mass is a gluino setting
+    assert name("top", particles="hard", shower="vincia") == (
+        "top_vincia_hardrecord_s1_000.root"
+    )
+
+
+def test_mass_for_another_process_is_ignored_with_a_warning(tmp_path, caplog, capsys):
+    argv = ["generate", "--process", "foo", "--events", "5", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "foo" in caplog.text
+    assert "0/5" not in capsys.readouterr().err  # the error comes before any bar
+    caplog.clear()
+    argv = ["generate", "--process", "qcd", "--events", "2", "--mass", "500"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "--mass applies to --process gluino only; ignored for qcd" in caplog.text
+    assert [p.name for p in tmp_path.glob("*.root")] == ["qcd_s1_000.root"]
+
+
 def test_rerun_keeps_complete_files_and_redoes_the_rest(tmp_path):
     first = generate_sample("qcd", 6, tmp_path, seed=2, jobs=2, batch_size=3)
     assert len(first.files) == 2

@@ -35,7 +35,6 @@ def register(subparsers):
     parser.add_argument(
         "--mass",
         type=float,
-        default=400.0,
         help="gluino mass in GeV for --process gluino (default 400)",
     )
     parser.add_argument(
@@ -45,7 +44,7 @@ def register(subparsers):
         help=(
             "generator record written as Particle: all (as Delphes, about 80%% of "
             "the file) or hard (beams, hard process, resonance decays and copies "
-            "of heavy resonances: enough for truth matching, ~5x smaller files)"
+            "of heavy resonances: enough for truth matching, ~4x smaller files)"
         ),
     )
     parser.add_argument(
@@ -129,12 +128,21 @@ def run(args):
     from tqdm import tqdm
 
     from generation import generate_sample
+    from generation.processes import DEFAULT_GLUINO_MASS
+    from generation.production import check_request
 
     _check_fileset(args.register)
     if args.register is not None:
         from analysis.fileset import check_dataset_name
 
         check_dataset_name(_dataset_name(args), "--name")
+    if args.mass is not None and args.process != "gluino":
+        log.warning(
+            "--mass applies to --process gluino only; ignored for %s", args.process
+        )
+    mass = DEFAULT_GLUINO_MASS if args.mass is None else args.mass
+    # Settings checked before the progress bar is drawn.
+    check_request(args.process, args.events, args.jobs, args.shower, args.seed, mass)
     with tqdm(total=args.events, unit="events", desc=args.process) as bar:
         result = generate_sample(
             args.process,
@@ -144,7 +152,7 @@ def run(args):
             jobs=args.jobs,
             shower=args.shower,
             progress=bar.update,
-            mass=args.mass,
+            mass=mass,
             particles=args.particles,
         )
     meta = result.metadata
