@@ -93,6 +93,9 @@ class RunConfig(_Strict):
     latent_scan: LatentScan | None = None
     images: ImageSettings = Field(default_factory=ImageSettings)
     results: ResultSettings = Field(default_factory=ResultSettings)
+    # Fill histograms with weight 1 instead of xsec_pb / sum_weights: for files
+    # without cross sections; S/B then compares jet counts, not cross sections.
+    unit_weight: bool = False
 
     @model_validator(mode="after")
     def _check(self):
@@ -103,6 +106,14 @@ class RunConfig(_Strict):
             raise ValueError(f"images.pt_range {self.images.pt_range} is empty")
         if self.results.window[0] >= self.results.window[1]:
             raise ValueError(f"results.window {self.results.window} is empty")
+        if not self.models:
+            raise ValueError("models is empty: list at least one model to train")
+        names = [spec.name for spec in self.all_models()]
+        if self.results.bump_model not in names:
+            raise ValueError(
+                f"results.bump_model {self.results.bump_model!r} is not one of the "
+                f"models ({', '.join(names)}); set it to one of them"
+            )
         return self
 
     def all_models(self):

@@ -58,12 +58,21 @@ def dataset_weight(metadata, unit_weight=False):
             "metadata; generate it with 'aejets generate', add the keys, or score "
             "with --unit-weight"
         )
-    if not metadata["sum_weights"] > 0:
+    values = {}
+    for key in ("xsec_pb", "sum_weights"):
+        try:
+            values[key] = float(metadata[key])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"dataset {dataset!r}: {key} is {metadata[key]!r}, not a number; "
+                "fix the fileset metadata or score with --unit-weight"
+            ) from None
+    if not values["sum_weights"] > 0:
         raise ConfigError(
             f"dataset {dataset!r}: sum_weights is {metadata['sum_weights']}, it must "
             "be positive; fix the fileset metadata or score with --unit-weight"
         )
-    return float(metadata["xsec_pb"]) / float(metadata["sum_weights"])
+    return values["xsec_pb"] / values["sum_weights"]
 
 
 def part_tag(metadata, run_key=None):

@@ -46,3 +46,39 @@ def test_repository_fileset_has_a_recipe_for_every_dataset():
         recipe = entry["metadata"]["generate"]
         assert recipe["process"] in {"qcd", "top", "gluino"}, name
     json.loads((REPO / "datasets.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: []\n", "models is empty"),
+        ("results: {bump_model: vae}\n", "bump_model 'vae' is not one of the models"),
+    ],
+)
+def test_settings_that_would_fail_late_are_refused_at_once(tmp_path, text, message):
+    override = tmp_path / "run.yaml"
+    override.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny", override)
+
+
+def test_run_without_cross_sections_stops_before_any_work(tmp_path, real_delphes_file):
+    from analysis.cli import main
+
+    fileset = tmp_path / "byo.json"
+    entry = {"files": {str(real_delphes_file): "Delphes"}, "metadata": {}}
+    fileset.write_text(json.dumps({"qcd": entry}))
+    out = tmp_path / "out"
+    argv = ["run", "--profile", "tiny", "--fileset", str(fileset), "--out", str(out)]
+    assert main(argv) == 2
+    assert not (out / "images").exists()  # refused before the first slow step
+    assert load_config("tiny", unit_weight=True).unit_weight
+
+
+def test_non_numeric_cross_section_is_named():
+    from processors.score_processor import dataset_weight
+
+    metadata = {"dataset": "top", "xsec_pb": "abc", "sum_weights": 300}
+    with pytest.raises(ConfigError, match="'top': xsec_pb is 'abc', not a number"):
+        dataset_weight(metadata)
+    assert dataset_weight({**metadata, "xsec_pb": "2.5"}) == pytest.approx(2.5 / 300)

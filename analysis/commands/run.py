@@ -54,6 +54,13 @@ def register(subparsers):
         default=Path("aejets-output"),
         help="output folder (default aejets-output)",
     )
+    parser.add_argument(
+        "--unit-weight",
+        action="store_true",
+        default=None,
+        help="fill histograms with weight 1, for files without xsec_pb and "
+        "sum_weights (S/B then compares jet counts, not cross sections)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -106,7 +113,9 @@ def run(args):
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    config = load_config(args.profile, args.config, fileset=args.fileset)
+    config = load_config(
+        args.profile, args.config, fileset=args.fileset, unit_weight=args.unit_weight
+    )
     if not config.fileset.exists():
         raise ConfigError(
             f"fileset {config.fileset} does not exist; run from the repository root "
@@ -119,6 +128,7 @@ def run(args):
 
     with _step("samples", bars):
         fileset = pipeline.prepare_fileset(config, paths, bars)
+    pipeline.check_weights(config, fileset)  # before hours of images and training
     with client_for(args.scheduler, workers=args.workers) as client:
         log.info("dask: %s", client.dashboard_link or client.scheduler.address)
         with _step("images", bars):
