@@ -191,10 +191,13 @@ def load_results_inputs(results_dir):
     pkl, run = results_dir / HISTOGRAMS_FILE, results_dir / RUN_FILE
     for path in (pkl, run):
         if not path.is_file():
-            raise InputError(
-                f"{path} does not exist; a results folder is made by "
-                f"'aejets run --out {results_dir}'"
+            inner = results_dir / "results"
+            hint = (
+                f"did you mean {inner} (the results folder inside the run's output)?"
+                if (inner / HISTOGRAMS_FILE).is_file()
+                else "a results folder is OUT/results of 'aejets run --out OUT'"
             )
+            raise InputError(f"{path} does not exist; {hint}")
     try:
         with pkl.open("rb") as handle:
             histograms = pickle.load(handle)

@@ -126,7 +126,7 @@ def client_for(scheduler=None, workers=2, processes=True):
             n_workers=workers,
             threads_per_worker=1,
             processes=processes,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: no warning when 8787 is taken
         ) as cluster,
         Client(cluster) as client,
     ):

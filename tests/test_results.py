@@ -233,6 +233,11 @@ def test_a_folder_without_inputs_gets_an_error_naming_the_file(tmp_path):
     with pytest.raises(InputError, match="histograms.pkl does not exist"):
         load_results_inputs(tmp_path)
     assert cli.main(["report", str(tmp_path)]) == 2
+    # Pointed at the run's output folder instead of its results folder:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "histograms.pkl").write_bytes(b"")
+    with pytest.raises(InputError, match=f"did you mean {tmp_path / 'results'}"):
+        load_results_inputs(tmp_path)
 
 
 def test_invalid_settings_are_named(tmp_path):
