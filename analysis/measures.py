@@ -311,7 +311,10 @@ def robustness(study):
     alt_background = study.alternative(s.background)
     out = {"shower_suffix": s.alt_shower_suffix, "models": {}}
     if alt_background is None:
-        out["missing"] = f"no {s.background + s.alt_shower_suffix!r} dataset"
+        name = s.background + s.alt_shower_suffix
+        out["missing"] = (
+            f"no {name!r} jets (no such dataset, or 0 events in the profile)"
+        )
         return out
     pairs = [(sig, study.alternative(sig)) for sig in study.signals()]
     pairs = [(sig, alt) for sig, alt in pairs if alt is not None]

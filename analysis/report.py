@@ -167,7 +167,7 @@ def _claim_mass_rise(results, arch):
     parts, outcomes = [], []
     for a in ("pca", "dense"):
         r = (corr.get(arch.get(a)) or {}).get("correlation_mass_log10_loss")
-        parts.append(f"{a}: correlation(mass, log loss) = {_fmt(r, 2)}")
+        parts.append(f"{a}: correlation(mass, log loss) = {_fmt(r, 3)}")
         outcomes.append(None if r is None else 1 if r > RISE_CORRELATION else -1)
     return (
         "Mass correlation: for PCA and dense the mean jet mass rises with the loss",
