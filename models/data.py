@@ -88,7 +88,11 @@ def dataset_files(images_dir, dataset):
     folder = Path(images_dir) / dataset
     files = sorted(folder.glob("part-*.parquet"))
     if not files:
-        found = sorted(p.name for p in Path(images_dir).glob("*") if p.is_dir())
+        found = sorted(
+            p.name
+            for p in Path(images_dir).glob("*")
+            if p.is_dir() and any(p.glob("part-*.parquet"))
+        )
         raise InputError(
             f"no image files {folder}/part-*.parquet; datasets with images under "
             f"{images_dir}: {', '.join(found) or 'none'}; build them with "
