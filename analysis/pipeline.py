@@ -141,6 +141,19 @@ def training_datasets(config):
     return names
 
 
+def _inputs_identity(files):
+    """Input files as (name, size): unchanged when the run folder is moved or
+    copied, so that its images and models are reused there. Generated file names
+    carry every setting; a file that cannot be stat'ed (remote) counts by path."""
+    identity = []
+    for file in sorted(files):
+        try:
+            identity.append([Path(file).name, Path(file).stat().st_size])
+        except OSError:
+            identity.append([str(file), None])
+    return identity
+
+
 def build_images(config, fileset, paths, client, progress=_no_progress):
     """Jet images of the training datasets as Parquet, skipped when up to date.
 
@@ -159,7 +172,7 @@ def build_images(config, fileset, paths, client, progress=_no_progress):
                 f"(it has {', '.join(sorted(fileset))}); add it or give it events"
             )
         folder = paths.images / name
-        key = content_hash(sorted(fileset[name]["files"]), jets.model_dump())
+        key = content_hash(_inputs_identity(fileset[name]["files"]), jets.model_dump())
         marker = folder / "inputs.json"
         if marker.exists() and json.loads(marker.read_text()).get("key") == key:
             log.info("images of %s are up to date in %s", name, folder)
