@@ -195,8 +195,11 @@ def cluster_jets(pt, eta, phi, mass, config):
 
 def cluster_momenta(momenta, config):
     """:func:`cluster_jets` from (events, var) Momentum4D records."""
-    import fastjet  # noqa: PLC0415  (prints a banner on first import)
+    # fastjet prints a banner on its first clustering in a process (each dask
+    # worker): spent on /dev/null once.
+    from generation.detector.jets import quiet_fastjet
 
+    fastjet = quiet_fastjet()
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, config.radius)
     sequence = fastjet.ClusterSequence(momenta, definition)
     # Jets below the pT window never pass, and the leading jets above it are the

@@ -185,10 +185,13 @@ def run(
 def _preprocess(fileset, step_size, fail_fast):
     from coffea.dataset_tools import preprocess
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _coffea_console_quiet():
         # Dict filesets are deprecated in favour of coffea's DataGroupSpec but
         # still supported; the project's fileset is a plain dict.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # A dataset whose files all fail: each file is logged below with its
+        # reason; coffea's generic advice about xrootd endpoints would mislead.
+        warnings.filterwarnings("ignore", "There was no populated list of files")
         available, _ = preprocess(
             fileset,
             step_size=step_size,
@@ -216,6 +219,18 @@ def _preprocess(fileset, step_size, fail_fast):
         else:
             available[name]["metadata"] = fileset[name].get("metadata") or {}
     return available, failures
+
+
+@contextlib.contextmanager
+def _coffea_console_quiet():
+    """Silence coffea's console, where preprocess advertises DataGroupSpec."""
+    from coffea.util import coffea_console
+
+    quiet, coffea_console.quiet = coffea_console.quiet, True
+    try:
+        yield
+    finally:
+        coffea_console.quiet = quiet
 
 
 def _why_unreadable(file, tree):
