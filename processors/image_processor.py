@@ -21,6 +21,7 @@ bounded by the chunk size.
 """
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -43,10 +44,12 @@ from processors.jets import (
 
 __all__ = [
     "JET_FIELDS",
+    "ChunkWriter",
     "ImageProcessor",
     "JetImages",
     "clear_parts",
     "jets_and_images",
+    "part_tag",
     "write_report",
 ]
 
@@ -361,9 +364,7 @@ class ImageProcessor(processor.ProcessorABC):
             depth_limit=1,
         )
         folder = self.out_dir / dataset
-        # Same input chunks and settings -> same names, so a rerun replaces files.
-        key = f"{getattr(events, 'name', '')} {self.config.model_dump_json()}"
-        tag = hashlib.sha1(key.encode()).hexdigest()[:10]
+        tag = part_tag(events, self.config)
         writer = ChunkWriter(folder, dataset, tag)
         if not _is_dask(table):
             return int(writer(table, 0)[0])
@@ -378,6 +379,27 @@ class ImageProcessor(processor.ProcessorABC):
             meta=_typetracer(ak.Array(np.zeros(0, np.int64))),
         )
         return dak.sum(written)
+
+
+def part_tag(events, config):
+    """The tag in the names of the part files of one input file.
+
+    Same file and settings, same names, so that a rerun replaces its files. The
+    file counts by its name and its place in the dataset (``fileindex``), never
+    by its folder: a sample moved or regenerated elsewhere gives the same names,
+    hence the same file order for training, hence the same trained models.
+    """
+    metadata = getattr(events, "metadata", None) or {}
+    if metadata.get("filename") is not None:
+        identity = [
+            metadata.get("fileindex"),
+            Path(str(metadata["filename"])).name,
+            metadata.get("treename"),
+        ]
+    else:  # events not made by the runner: the collection's own name
+        identity = [getattr(events, "name", "")]
+    key = json.dumps([identity, config.model_dump()], sort_keys=True, default=str)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 class ChunkWriter:

@@ -268,13 +268,13 @@ def _graphs(available, processor, schema, fail_fast, cache=None):
     tasks, failures = [], []
     for name, dataset in available.items():
         metadata = dataset["metadata"]
-        for file, spec in dataset["files"].items():
+        for index, (file, spec) in enumerate(sorted(dataset["files"].items())):
             hit = None if cache is None else cache.load(name, file, spec, metadata)
             if hit is not None:
                 log.info("dataset %r: %s from the cache", name, file)
                 tasks.append(_FileTask(name, file, spec, metadata, None, hit))
                 continue
-            per_file = file_metadata({**metadata, "dataset": name}, file, spec)
+            per_file = file_metadata({**metadata, "dataset": name}, file, spec, index)
             single = {name: {"files": {file: spec}, "metadata": per_file}}
             try:
                 result = apply_to_fileset(
@@ -293,15 +293,18 @@ def _graphs(available, processor, schema, fail_fast, cache=None):
     return tasks, failures
 
 
-def file_metadata(metadata, file, spec):
+def file_metadata(metadata, file, spec, index=None):
     """The metadata a processor gets for the events of one file: the dataset's,
     plus coffea's names for the file (``filename``, ``treename``, ``fileuuid``, as
-    its executors set them), for messages and the names of files it writes."""
+    its executors set them), for messages and the names of files it writes, and
+    ``fileindex``, the file's place among the dataset's files sorted by path (the
+    same wherever the files are moved together)."""
     return {
         **metadata,
         "filename": file,
         "treename": spec.get("object_path"),
         "fileuuid": spec.get("uuid"),
+        "fileindex": index,
     }
 
 
