@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from analysis import measures
 from analysis import statistics as st
@@ -253,7 +254,7 @@ def plot_bump_hunt(study, numbers):
             title += f"\nS/B = {ratio:.1%} in window"
         ax.set_yscale("log")
         low, high = ax.get_ylim()
-        ax.set_ylim(low, low * (high / low) ** 1.8)  # headroom for the legend
+        ax.set_ylim(low, low * (high / low) ** 1.6)  # headroom for the legend
         ax.set_xlabel("Jet mass [GeV]")
         ax.set_ylabel("Jets / bin")
         # An opaque frame, top right: the legend must not sit on the fill.
@@ -318,6 +319,7 @@ def plot_latent_scan(scans):
     right.set_xlabel("Latent dimension k")
     right.set_ylabel("Validation loss (MSE)")
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k and components
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     return figure

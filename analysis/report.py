@@ -408,7 +408,7 @@ def _mass_section(results):
             for c in entry["after_cuts"]
         )
         lines.append(
-            f"| {model} | {_fmt(entry['correlation_mass_log10_loss'], 2)} | "
+            f"| {model} | {_fmt(entry['correlation_mass_log10_loss'], 3)} | "
             f"{_fmt(entry['mean_mass'])} | {cuts} |"
         )
     return lines + [""]

@@ -182,6 +182,9 @@ def free_port():
 
 def check_port_free(port, what):
     with socket.socket() as sock:
+        # As servers bind: a port whose last connections are in TIME_WAIT after a
+        # server stopped is free; one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as err:

@@ -97,6 +97,7 @@ def _fit_pca(data, latent):
     n = fit.n_images
     train_loss = float(fit.eigenvalues[latent:].sum() * (n - 1) / n / N_PIXELS)
     summary = {
+        "resumed_after_epoch": None,
         "epochs_run": 0,
         "best_epoch": None,
         "final_train_loss": train_loss,
@@ -187,6 +188,9 @@ def _fit_network(
     val_losses = [float(x) for x in history.get("val_loss", [math.nan] * len(losses))]
     best = int(np.nanargmin(val_losses if val_ds is not None else losses))
     return autoencoder, {
+        # A resumed training continues with another shuffle order than an
+        # uninterrupted one would have: the card says so.
+        "resumed_after_epoch": None if resume is None else resume.epochs_done,
         "epochs_run": len(losses),
         "best_epoch": best + 1,
         "final_train_loss": losses[best],

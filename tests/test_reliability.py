@@ -695,6 +695,7 @@ def test_training_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypat
         np.testing.assert_array_equal(got, expected)
     card = json.loads((out / "dense" / "card.json").read_text())
     assert card["epochs_run"] == 4
+    assert card["resumed_after_epoch"] == 2  # not the same shuffles as one go
     assert card["history"]["loss"][:2] == state["history"]["loss"]
     assert not partial.exists()
 
