@@ -31,6 +31,7 @@ __all__ = [
     "IMAGE_SHAPE",
     "LocalScorer",
     "TritonScorer",
+    "check_served_models",
     "make_scorers",
     "triton_address",
 ]
@@ -291,13 +292,36 @@ def make_scorers(models_dir, names=None, triton_url=None, batch_size=1024):
     if names is None:
         names = _model_names(models_dir)
     if triton_url is not None:
-        return {
+        served = {
             name: TritonScorer(triton_url, name, batch_size=batch_size)
             for name in names
         }
+        check_served_models(models_dir, served)
+        return served
     return {
         name: LocalScorer(models_dir / name, batch_size=batch_size) for name in names
     }
+
+
+def check_served_models(models_dir, served, rtol=1e-4):
+    """Each served model scores probe images as the model of that name under
+    ``models_dir`` does; else a ServingError: a server started on another models
+    folder would otherwise score with other models under the same names."""
+    rng = np.random.default_rng(7)
+    probe = rng.random((8, *IMAGE_SHAPE, 1), dtype=np.float32) ** 8
+    probe /= probe.sum(axis=(1, 2, 3), keepdims=True)  # (8, 37, 37, 1), like jets
+    for name, scorer in served.items():
+        local = np.asarray(LocalScorer(Path(models_dir) / name)(probe))  # (8,)
+        remote = np.asarray(scorer(probe), dtype=np.float64)  # (8,)
+        worst = float(np.max(np.abs(remote - local) / np.maximum(np.abs(local), 1e-30)))
+        if not worst <= rtol:
+            raise ServingError(
+                f"Triton server {scorer.server_url} serves a model {name!r} that is not "
+                f"the one in {Path(models_dir) / name} (scores of probe images differ "
+                f"by {worst:.1e} relative); serve this folder with 'aejets serve "
+                "--models DIR', or pass the folder the server was started on with "
+                "--models"
+            )
 
 
 def _model_names(models_dir):

@@ -237,6 +237,32 @@ def test_serve_command_answers_health_and_stops_on_sigterm(models_dir, tmp_path)
 
 
 @served
+def test_a_server_with_other_models_under_the_same_names_is_refused(
+    server_url, models_dir, tmp_path, real_delphes_file
+):
+    # The server serves models_dir; the user points --models at another folder
+    # whose "pca" was fitted on other jets: its scores would be silently wrong.
+    from models.io import save_model
+    from models.pca import build_pca, fit_pca
+    from models.scorer import make_scorer
+
+    other = tmp_path / "other"
+    rng = np.random.default_rng(99)
+    pca = build_pca(fit_pca([toy_images(200, "top", rng)]), 4)
+    save_model(make_scorer(pca), other / "pca", {"architecture": "pca"})
+    with pytest.raises(ServingError, match=r"serves a model 'pca' that is not the one"):
+        score_fileset(
+            real_fileset(real_delphes_file),
+            other,
+            names=["pca"],
+            triton_url=server_url,
+            jet_config=LOOSE,
+            workers=1,
+            processes=False,
+        )
+
+
+@served
 def test_unknown_model_is_refused_at_once(server_url, images):
     started = time.monotonic()
     with pytest.raises(ServingError, match="refused metadata of model 'cnn'"):
