@@ -296,12 +296,12 @@ def score_fileset(
         progress=progress,
         cache=cache,
     )
-    for failure in result.failures:  # the runner records them as text
+    if out_dir is not None:  # first: a failed run leaves only completed files' parts
+        _remove_stale_parts(Path(out_dir), fileset, result, key)
+    for failure in result.failures:
         if "ServingError" in failure["reason"]:
             message = failure["reason"].removeprefix("ServingError: ")
             raise ServingError(f"dataset {failure['dataset']!r}: {message}")
-    if out_dir is not None:
-        _remove_stale_parts(Path(out_dir), fileset, result, key)
     output = result.output or {}
     histograms = output.get("histograms") or book(lazy=False)
     report = {

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from processors.image_processor import REJECTIONS, ImageProcessor, jets_and_images
@@ -731,10 +732,14 @@ def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
         ),
     )
     cache = tmp_path / "cache"
+    options["out_dir"] = out = tmp_path / "scores"
     with pytest.raises(ServingError, match=f"dataset 'top': .*{re.escape(url)}"):
         score_processor.score_fileset(fileset, pca_models, cache_dir=cache, **options)
     qcd_files = list(fileset["qcd"]["files"])
     assert len(list(cache.glob("*.pkl"))) == len(qcd_files)
+    # Parts of the failed files are gone: no dataset sits half written.
+    assert list((out / "qcd").glob("part-*.parquet"))
+    assert not list((out / "top").glob("part-*.parquet"))
 
     down.unlink()  # the server is back
     resumed, report = score_processor.score_fileset(
@@ -743,6 +748,35 @@ def test_scoring_after_a_server_failure_resumes_with_only_what_is_missing(
     assert report["cached"] == qcd_files  # only top was computed again
     assert report["failures"] == []
     assert_same_histograms(resumed, undisturbed.output["histograms"])
+    jets = pq.read_table(sorted((out / "top").glob("part-*.parquet"))).num_rows
+    assert jets == report["jets"]["top"]["selected"]
+
+
+def test_failed_scoring_removes_the_parts_of_files_it_did_not_complete(
+    tmp_path, pca_models, monkeypatch
+):
+    # A server that dies while some chunks of a file are already written: those
+    # parts must not stay under their final names beside nothing else.
+    from analysis.errors import ServingError
+    from processors import runner, score_processor
+
+    out = tmp_path / "scores"
+    written = out / "top" / "part-0123456789-00000.parquet"
+
+    def run_writing_a_part_then_failing(fileset, processor, **options):
+        written.parent.mkdir(parents=True)
+        written.write_bytes(b"PAR1")
+        reason = "ServingError: Triton server triton+grpc://127.0.0.1:1 unreachable"
+        failure = {"dataset": "top", "file": "t.root", "entries": [0, 5]}
+        return runner.RunResult(output={}, failures=[{**failure, "reason": reason}])
+
+    monkeypatch.setattr(runner, "run", run_writing_a_part_then_failing)
+    fileset = {"top": {"files": {"t.root": "Delphes"}, "metadata": {}}}
+    with pytest.raises(ServingError, match="dataset 'top'"):
+        score_processor.score_fileset(
+            fileset, pca_models, out_dir=out, unit_weight=True
+        )
+    assert not written.exists()
 
 
 def test_checkpoint_of_other_images_or_settings_is_ignored(tmp_path):
