@@ -27,6 +27,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Fewer (effective) jets than this give no meaningful mean or shape.
+MIN_JETS = 5
+
 _EMPTY = {name: np.nan for m in st.METRICS for name in (m, f"{m}_err")}
 
 
@@ -156,7 +159,7 @@ def _mass_correlation_one(study, one):
     mass_centres = one.axes["mass"].centers
     loss_centres = one.axes["loss"].centers
     mean, error, entries = st.column_means(values, variances, mass_centres)
-    filled = entries >= 5  # fewer jets than that give no meaningful mean
+    filled = entries >= MIN_JETS
     before = one.values(flow=True).sum(axis=1)  # (mass + 2,)
     cuts = []
     marginal = _qcd_loss_marginal(one)
@@ -164,15 +167,17 @@ def _mass_correlation_one(study, one):
         weights, cut = st.cut_keeping(marginal, keep)
         after = one.values(flow=True) @ weights  # (mass + 2,)
         after_var = one.variances(flow=True) @ weights
-        cuts.append(
-            {
-                "qcd_eff": keep,
-                "loss_cut": cut,
-                "entries": float(st.effective_entries(after, after_var).sum()),
-                "mean_mass": _mean(after[1:-1], mass_centres),
-                "ks_distance": st.ks_distance(before, after),
-            }
-        )
+        kept = float(st.effective_entries(after, after_var).sum())
+        entry = {"qcd_eff": keep, "loss_cut": cut, "entries": kept}
+        if kept >= MIN_JETS:
+            entry["mean_mass"] = _mean(after[1:-1], mass_centres)
+            entry["ks_distance"] = st.ks_distance(before, after)
+        else:  # a shape of a jet or two says nothing
+            entry["mean_mass"] = entry["ks_distance"] = None
+            entry["missing"] = (
+                f"{kept:.1f} QCD jets kept: too few (at least {MIN_JETS})"
+            )
+        cuts.append(entry)
     return {
         "correlation_mass_log10_loss": st.weighted_correlation(
             values, mass_centres, np.log10(loss_centres)

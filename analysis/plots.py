@@ -203,9 +203,12 @@ def plot_mass_after_cuts(study, group):
     values = one.values(flow=True)  # (mass + 2, loss + 2)
     marginal = measures._qcd_loss_marginal(one)
     shapes = [("no cut", values.sum(axis=1))]
+    variances = one.variances(flow=True)
     for keep in study.settings.qcd_keep_fractions:
         weights, _ = st.cut_keeping(marginal, keep)
-        shapes.append((f"{keep:.1%} of QCD kept", values @ weights))
+        jets = st.effective_entries(values @ weights, variances @ weights).sum()
+        if jets >= measures.MIN_JETS:  # else no shape to speak of
+            shapes.append((f"{keep:.1%} of QCD kept", values @ weights))
     for label, shape in shapes:
         inner = shape[1:-1]
         if inner.sum() > 0:

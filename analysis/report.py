@@ -404,7 +404,9 @@ def _mass_section(results):
             lines.append(f"| {model} | n/a | n/a | {entry['missing']} |")
             continue
         cuts = "; ".join(
-            f"{c['qcd_eff']:.1%}: {_fmt(c['mean_mass'])}, {_fmt(c['ks_distance'], 2)}"
+            f"{c['qcd_eff']:.1%}: {c['entries']:.1f} jets, too few"
+            if c.get("missing")
+            else f"{c['qcd_eff']:.1%}: {_fmt(c['mean_mass'])}, {_fmt(c['ks_distance'], 2)}"
             for c in entry["after_cuts"]
         )
         lines.append(

@@ -279,3 +279,18 @@ def test_a_damaged_pickle_is_an_input_error(folder, tmp_path):
     with pytest.raises(InputError, match="histograms.pkl is not a readable pickle"):
         load_results_inputs(damaged)
     assert cli.main(["report", str(damaged)]) == 2
+
+
+def test_cuts_keeping_too_few_qcd_jets_are_not_measured(tmp_path):
+    # 400 QCD jets: the 0.1% cut keeps about half a jet, which has no shape.
+    histograms, run_info = synthetic_inputs(
+        datasets={"qcd": "qcd"}, models={"cnn": MODELS["cnn"]}, jets=400
+    )
+    results = write_results(tmp_path, histograms, run_info)
+    cuts = {c["qcd_eff"]: c for c in results["mass_correlation"]["cnn"]["after_cuts"]}
+    assert cuts[0.001]["entries"] < 5
+    assert cuts[0.001]["mean_mass"] is None and cuts[0.001]["ks_distance"] is None
+    assert "too few" in cuts[0.001]["missing"]
+    assert cuts[0.1]["entries"] >= 5 and cuts[0.1]["ks_distance"] is not None
+    assert "0.1%: " in (tmp_path / "REPORT.md").read_text()
+    assert "jets, too few" in (tmp_path / "REPORT.md").read_text()
