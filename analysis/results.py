@@ -172,7 +172,20 @@ def _root_objects(histograms):
                 if model is not None:
                     where["model"] = model
                 parts = [name, dataset] + ([model] if model else [])
-                yield "/".join(_root_name(part) for part in parts), h[where]
+                one = h[where]
+                one.name = _root_title(name, dataset, model)  # uproot's title
+                yield "/".join(_root_name(part) for part in parts), one
+
+
+def _root_title(name, dataset, model):
+    """What a histogram holds and in which units: a user reading the ROOT file
+    alone sees the normalization that the report applies."""
+    what = f"{name} of {dataset}" + (f", model {model}" if model else "")
+    return (
+        f"{what}: evaluation jets only (odd Event.Number, half the sample), each "
+        "weighted xsec_pb / sum_weights (pb per jet; 1 with --unit-weight); "
+        "events at a luminosity L [pb^-1]: 2 x L x content"
+    )
 
 
 def _root_name(part):

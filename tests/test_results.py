@@ -148,6 +148,9 @@ def test_root_file_reads_back_with_the_same_contents(folder):
         np.testing.assert_allclose(
             mass.values(), histograms["mass"][{"dataset": "gluino"}].values()
         )
+        # The title says what the contents are: the report's normalization.
+        assert loss.title.startswith("loss of qcd, model cnn: evaluation jets only")
+        assert "pb per jet" in mass.title and "2 x L x content" in mass.title
 
 
 def test_pickle_and_run_json_are_the_inputs(folder):
