@@ -292,12 +292,10 @@ def make_scorers(models_dir, names=None, triton_url=None, batch_size=1024):
     if names is None:
         names = _model_names(models_dir)
     if triton_url is not None:
-        served = {
+        return {
             name: TritonScorer(triton_url, name, batch_size=batch_size)
             for name in names
         }
-        check_served_models(models_dir, served)
-        return served
     return {
         name: LocalScorer(models_dir / name, batch_size=batch_size) for name in names
     }

@@ -267,13 +267,15 @@ def score_fileset(
     of which no event could be read, every file having failed.
     """
     from processors import runner
-    from processors.inference import make_scorers
+    from processors.inference import check_served_models, make_scorers
 
     for name, dataset in fileset.items():  # refuse bad metadata before any work
         dataset_weight(
             {**(dataset.get("metadata") or {}), "dataset": name}, unit_weight
         )
     scorers = make_scorers(models_dir, names, triton_url, batch_size)
+    if triton_url is not None:  # the server must serve these very models
+        check_served_models(models_dir, scorers)
     jet_config = jet_config or JetConfig()
     key = _cache_key(
         models_dir, scorers, jet_config, unit_weight, out_dir, max_events, step_size

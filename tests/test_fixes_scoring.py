@@ -100,7 +100,10 @@ def test_resumed_score_run_has_the_rows_of_an_undisturbed_run(
         score_processor.score_fileset(
             fileset, pca_models, out_dir=out, cache_dir=cache, **options
         )
-    assert list((out / "top").glob("part-*-00001.parquet"))  # left by the failure
+    # Chunk 1 of top was written, but top did not complete: its parts are removed,
+    # so that no dataset sits half written under final names.
+    assert not list((out / "top").glob("part-*.parquet"))
+    assert list((out / "qcd").glob("part-*.parquet"))  # completed: kept for resume
 
     down.unlink()  # the server is back: resume
     _, report = score_processor.score_fileset(
