@@ -25,6 +25,13 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}g}"
 
 
+def _fixed(value, decimals=2):
+    """Fixed decimals, for numbers printed side by side (before -> after)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{decimals}f}"
+
+
 def _pm(entry, key):
     if not entry or entry.get(key) is None:
         return "n/a"
@@ -215,7 +222,8 @@ def _claim_bump(results):
         measured = (
             f"S/B {before:.1%} -> {after:.1%} (x{gain:.1f}) with {b['model']} in "
             f"[{b['window'][0]:g}, {b['window'][1]:g}] GeV; S/sqrt(B) "
-            f"{_fmt(b.get('significance_before'))} -> {_fmt(b.get('significance_after'))}"
+            f"{_fixed(b.get('significance_before'))} -> "
+            f"{_fixed(b.get('significance_after'))}"
         )
     else:
         verdict = "not measured"
@@ -358,7 +366,7 @@ def _bump_section(results):
         lines.append(
             f"| {when} the cut | {_fmt(b[f'signal_{when}'])} | "
             f"{_fmt(b[f'background_{when}'])} | {_fmt(b[f's_over_b_{when}'])} ± "
-            f"{_fmt(b.get(f's_over_b_{when}_err'), 2)} | {_fmt(b[f'significance_{when}'])} |"
+            f"{_fmt(b.get(f's_over_b_{when}_err'), 2)} | {_fixed(b[f'significance_{when}'])} |"
         )
     lines.append("")
     if b.get("note"):
