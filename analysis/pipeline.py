@@ -266,16 +266,6 @@ def latent_scan(config, paths, progress=_no_progress):
     return result
 
 
-def check_weights(config, fileset):
-    """Every dataset's histogram weight can be computed (else a ConfigError that
-    names the dataset and says to add the metadata or use --unit-weight)."""
-    from processors.score_processor import dataset_weight
-
-    for name, entry in fileset.items():
-        metadata = {**(entry.get("metadata") or {}), "dataset": name}
-        dataset_weight(metadata, config.unit_weight)
-
-
 def score(config, fileset, paths, client, triton_url=None, progress=_no_progress):
     """Scores of every selected jet of every dataset, and the filled histograms."""
     from processors.score_processor import score_fileset

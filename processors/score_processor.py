@@ -37,6 +37,7 @@ from processors.jets import JetConfig
 
 __all__ = [
     "ScoreProcessor",
+    "check_weights",
     "dataset_weight",
     "limit_events",
     "part_tag",
@@ -73,6 +74,15 @@ def dataset_weight(metadata, unit_weight=False):
             "be positive; fix the fileset metadata or score with --unit-weight"
         )
     return values["xsec_pb"] / values["sum_weights"]
+
+
+def check_weights(fileset, unit_weight=False):
+    """:func:`dataset_weight` of every dataset of ``fileset``: a ConfigError naming
+    the first whose metadata cannot weight its jets."""
+    for name, dataset in fileset.items():
+        dataset_weight(
+            {**(dataset.get("metadata") or {}), "dataset": name}, unit_weight
+        )
 
 
 def part_tag(metadata, run_key=None):
@@ -269,10 +279,7 @@ def score_fileset(
     from processors import runner
     from processors.inference import check_served_models, make_scorers
 
-    for name, dataset in fileset.items():  # refuse bad metadata before any work
-        dataset_weight(
-            {**(dataset.get("metadata") or {}), "dataset": name}, unit_weight
-        )
+    check_weights(fileset, unit_weight)  # refuse bad metadata before any work
     scorers = make_scorers(models_dir, names, triton_url, batch_size)
     if triton_url is not None:  # the server must serve these very models
         check_served_models(models_dir, scorers)

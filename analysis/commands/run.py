@@ -110,6 +110,7 @@ def run(args):
     from analysis.config import load_config
     from analysis.results import write_results
     from processors.runner import client_for
+    from processors.score_processor import check_weights
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
@@ -128,7 +129,7 @@ def run(args):
 
     with _step("samples", bars):
         fileset = pipeline.prepare_fileset(config, paths, bars)
-    pipeline.check_weights(config, fileset)  # before hours of images and training
+    check_weights(fileset, config.unit_weight)  # before images and training
     with client_for(args.scheduler, workers=args.workers) as client:
         log.info("dask: %s", client.dashboard_link or client.scheduler.address)
         with _step("images", bars):
