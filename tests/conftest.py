@@ -66,3 +66,14 @@ def real_delphes_file():
                 f"cannot fetch coffea's sdist for tests/samples/delphes.root: {err}"
             )
     return target
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a one-worker, in-process dask cluster (one per test module)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address

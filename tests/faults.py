@@ -104,7 +104,41 @@ def drop_objects(collection, events):
     return ak.where(keep, collection, collection[:, :0])
 
 
-class KillOnce(ProcessorABC):
+class _Injecting(ProcessorABC):
+    """A processor wrapper that adds one fault-injecting column to the output.
+
+    :meth:`_inject` returns a dask-awkward array computed from each chunk (or None
+    for no fault on these events); its count goes into the output under ``KEY``
+    beside the wrapped processor's output, and :meth:`postprocess` removes it
+    again. Other attributes are those of the wrapped processor.
+    """
+
+    KEY = "_injected"
+
+    def __getattr__(self, name):
+        if name == "processor":  # not yet set (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.processor, name)
+
+    def process(self, events):
+        import dask_awkward as dak
+
+        output = dict(self.processor.process(events))
+        checked = self._inject(events)
+        if checked is not None:
+            output[self.KEY] = dak.num(checked, axis=0)
+        return output
+
+    def postprocess(self, accumulator):
+        accumulator = dict(accumulator)
+        accumulator.pop(self.KEY, None)
+        return self.processor.postprocess(accumulator)
+
+    def _inject(self, events):
+        raise NotImplementedError
+
+
+class KillOnce(_Injecting):
     """A processor wrapper whose worker process dies at event ``number``, once.
 
     Beside the wrapped processor's output it computes, from each chunk's
@@ -120,21 +154,13 @@ class KillOnce(ProcessorABC):
     def __init__(self, processor, marker, number):
         self.processor, self.marker, self.number = processor, str(marker), number
 
-    def process(self, events):
+    def _inject(self, events):
         import dask_awkward as dak
 
-        output = dict(self.processor.process(events))
         numbers = events.Event.Number
-        checked = dak.map_partitions(
+        return dak.map_partitions(
             _kill_once, numbers, self.marker, self.number, label="kill-once"
         )
-        output[self.KEY] = dak.num(checked, axis=0)
-        return output
-
-    def postprocess(self, accumulator):
-        accumulator = dict(accumulator)
-        accumulator.pop(self.KEY, None)
-        return self.processor.postprocess(accumulator)
 
 
 def _kill_once(numbers, marker, number):
@@ -147,12 +173,12 @@ def _kill_once(numbers, marker, number):
     return numbers
 
 
-class FailWhile(ProcessorABC):
+class FailWhile(_Injecting):
     """A processor wrapper: chunks of ``dataset`` fail while ``marker`` exists.
 
     Each failing chunk raises :class:`ServingError` naming ``url``, as a
     Triton scorer does once its retries are spent; removing ``marker`` brings the
-    "server" back. Other attributes are those of the wrapped processor.
+    "server" back.
     """
 
     KEY = "_fail_while"
@@ -161,26 +187,14 @@ class FailWhile(ProcessorABC):
         self.processor, self.marker = processor, str(marker)
         self.dataset, self.url = dataset, url
 
-    def __getattr__(self, name):
-        if name == "processor":  # not yet set (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.processor, name)
-
-    def process(self, events):
+    def _inject(self, events):
         import dask_awkward as dak
 
-        output = dict(self.processor.process(events))
-        if events.metadata["dataset"] == self.dataset:
-            checked = dak.map_partitions(
-                _fail_while, events.Event.Number, self.marker, self.url, label="down"
-            )
-            output[self.KEY] = dak.num(checked, axis=0)
-        return output
-
-    def postprocess(self, accumulator):
-        accumulator = dict(accumulator)
-        accumulator.pop(self.KEY, None)
-        return self.processor.postprocess(accumulator)
+        if events.metadata["dataset"] != self.dataset:
+            return None
+        return dak.map_partitions(
+            _fail_while, events.Event.Number, self.marker, self.url, label="down"
+        )
 
 
 def _fail_while(numbers, marker, url):

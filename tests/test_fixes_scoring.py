@@ -135,16 +135,6 @@ def test_part_files_of_an_earlier_run_with_other_settings_are_removed(
 # ---- 2: a dataset whose every file fails is an error -----------------------------
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
 def broken_fileset(tmp_path, real_delphes_file):
     """``broken``: a garbage file and a file read with a wrong tree name;
     ``partial``: the same garbage file and a good one."""

@@ -321,16 +321,6 @@ def test_truth_flags_known_answers():
 # ---- the command: runner, Parquet, report, failures -----------------------------
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
 def corrupt_copy(source, target):
     """A copy whose EFlowTrack.PT basket is garbage: every chunk fails to read."""
     import uproot

@@ -194,21 +194,22 @@ def test_histograms_hold_weighted_evaluation_jets_only(scored):
     )
 
 
-def test_partitions_without_jets(real_delphes_file, models_dir, tmp_path):
-    # Within 800-900 GeV the file has almost no jets: most of its 5 chunks are empty.
-    window = JetConfig(pt_range=(800.0, 900.0))
+def check_partitions_without_jets(path, models_dir, out, triton_url=None):
+    """Score the real file in 5 chunks of which most hold no jet in 800-900 GeV
+    (locally, or through ``triton_url``): no failure, every jet once."""
     histograms, report = score_fileset(
-        real_fileset(real_delphes_file),
+        real_fileset(path),
         models_dir,
+        triton_url=triton_url,
         names=["pca"],
-        jet_config=window,
+        jet_config=JetConfig(pt_range=(800.0, 900.0)),
         unit_weight=True,
-        out_dir=tmp_path,
+        out_dir=out,
         step_size=5,
         workers=1,
         processes=False,
     )
-    parts = sorted((tmp_path / "ttbar").glob("part-*.parquet"))
+    parts = sorted((out / "ttbar").glob("part-*.parquet"))
     rows = pq.read_table(parts).to_pylist() if parts else []
     assert report["failures"] == []
     assert report["chunks"] == 5
@@ -217,6 +218,10 @@ def test_partitions_without_jets(real_delphes_file, models_dir, tmp_path):
     assert_same_histograms(
         histograms, reference_histograms(rows, "ttbar", ["pca"], 1.0)
     )
+
+
+def test_partitions_without_jets(real_delphes_file, models_dir, tmp_path):
+    check_partitions_without_jets(real_delphes_file, models_dir, tmp_path)
 
 
 def test_score_command_writes_parquet_histograms_and_report(

@@ -24,13 +24,11 @@ from models import serving
 from models.serving import TritonServer, free_port, triton_server
 from models.toy import toy_images
 from processors.inference import LocalScorer, TritonScorer
-from processors.jets import JetConfig
 from processors.score_processor import score_fileset
 from tests.test_scores import (
     LOOSE,
-    assert_same_histograms,
+    check_partitions_without_jets,
     real_fileset,
-    reference_histograms,
     tiny_models,
 )
 
@@ -106,25 +104,7 @@ def test_served_and_local_fileset_agree_jet_by_jet(
 def test_served_partitions_without_jets(
     server_url, models_dir, real_delphes_file, tmp_path
 ):
-    # Within 800-900 GeV most of the 5 chunks of the file have no jet at all.
-    histograms, report = score_fileset(
-        real_fileset(real_delphes_file),
-        models_dir,
-        triton_url=server_url,
-        names=["pca"],
-        jet_config=JetConfig(pt_range=(800.0, 900.0)),
-        unit_weight=True,
-        out_dir=tmp_path,
-        step_size=5,
-        workers=1,
-        processes=False,
-    )
-    parts = sorted((tmp_path / "ttbar").glob("part-*.parquet"))
-    rows = pq.read_table(parts).to_pylist() if parts else []
-    assert report["failures"] == [] and report["chunks"] == 5 > len(parts)
-    assert report["jets"]["ttbar"]["selected"] == len(rows)
-    expected = reference_histograms(rows, "ttbar", ["pca"], 1.0)
-    assert_same_histograms(histograms, expected)
+    check_partitions_without_jets(real_delphes_file, models_dir, tmp_path, server_url)
 
 
 @served
